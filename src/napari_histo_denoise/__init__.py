@@ -1,0 +1,37 @@
+"""napari-histo-denoise: denoise histopathology images with two U-Net autoencoders.
+
+The public API is re-exported here and imported lazily (PEP 562), so that
+``import napari_histo_denoise`` (which napari does when it reads the plugin
+manifest) costs nothing and imports neither torch nor napari.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+#: Public name -> submodule that defines it.
+_EXPORTS = {
+    "MODELS": "models",
+    "build_model": "models",
+    "HistoAutoencoder": "models",
+    "DeepHistoAutoencoder": "models",
+    "ModelSummary": "summary",
+    "model_summary": "summary",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module = _EXPORTS[name]
+    except KeyError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    return getattr(importlib.import_module(f".{module}", __name__), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
