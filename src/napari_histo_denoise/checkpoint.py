@@ -1,0 +1,412 @@
+"""Safe weights I/O: save and load the two models without ever running code from a file.
+
+Our format is a `safetensors <https://huggingface.co/docs/safetensors>`_ file: the
+state dict as raw tensors plus one JSON string (architecture, parameter count,
+package version, creation time and the caller's training figures) in the header
+metadata under the key ``napari_histo_denoise``. Loading it cannot execute code.
+
+Plain PyTorch files (``.pt``/``.pth``) holding a state dict with the seed's layer
+names, bare or wrapped under ``state_dict``/``model_state_dict``, are also read,
+always with ``torch.load(weights_only=True)``: a file whose pickle would create
+arbitrary Python objects is refused before any of them is built.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import functools
+import hashlib
+import json
+import os
+import pickle
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from . import __version__
+from .models import MODELS
+
+#: Header-metadata key under which our JSON metadata is stored.
+METADATA_KEY = "napari_histo_denoise"
+#: Version of the metadata layout written by :func:`save_weights`.
+FORMAT_VERSION = 1
+#: Keys under which training scripts commonly nest the state dict.
+WRAPPER_KEYS = ("state_dict", "model_state_dict")
+#: Key prefixes added by ``nn.DataParallel``/DDP and ``torch.compile``.
+WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+
+_SHOWN = 5  # how many offending keys an error message names
+_MAX_HEADER = 100_000_000  # safetensors' own limit on the JSON header
+
+
+class WeightsError(ValueError):
+    """A file or state dict that cannot be loaded as weights of the basic or deep model."""
+
+
+def save_weights(
+    path: str | os.PathLike, model: nn.Module, metadata: Mapping[str, Any] | None = None
+) -> Path:
+    """Save a model's weights and metadata as a safetensors file, atomically.
+
+    The file is written under a temporary name in the destination folder and then
+    renamed over ``path``, so a failure never leaves a half-written file behind.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Destination (``.safetensors`` recommended). Its folder must exist.
+    model : torch.nn.Module
+        The basic or deep model (a ``DataParallel`` or ``torch.compile`` wrapper is unwrapped).
+    metadata : mapping, optional
+        JSON-serialisable extras to store, e.g. training noise, mode, steps and
+        validation figures. ``architecture``, ``parameters``, ``package_version``,
+        ``created_utc`` and ``format_version`` are always set by this function.
+
+    Returns
+    -------
+    pathlib.Path
+        The written file.
+
+    Raises
+    ------
+    ValueError
+        If the model is not a known architecture or the metadata is not JSON-serialisable.
+    """
+    from safetensors.torch import save_file
+
+    model = _unwrap(model)
+    architecture = getattr(model, "architecture", None)
+    if architecture not in MODELS:
+        raise ValueError(
+            f"save_weights saves the {' or '.join(MODELS)} model; got a {type(model).__name__} "
+            "without a known 'architecture'"
+        )
+    meta = dict(metadata or {})
+    meta.update(
+        architecture=architecture,
+        parameters=sum(p.numel() for p in model.parameters()),
+        package_version=__version__,
+        created_utc=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        format_version=FORMAT_VERSION,
+    )
+    try:
+        header = json.dumps(meta, sort_keys=True, allow_nan=True)
+    except TypeError as exc:
+        raise ValueError(f"metadata must be JSON-serialisable: {exc}") from None
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"folder {str(path.parent)!r} does not exist")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata={METADATA_KEY: header})
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_model(
+    path: str | os.PathLike,
+    device: str | torch.device = "cpu",
+    *,
+    architecture: str | None = None,
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Load weights from a file and return the model, in eval mode, with its metadata.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A safetensors file written by :func:`save_weights` (or any safetensors file
+        with the seed's layer names), or a PyTorch ``.pt``/``.pth`` state dict.
+    device : str or torch.device
+        Where to put the model.
+    architecture : {"basic", "deep"}, optional
+        The architecture the caller expects; weights of the other one are refused.
+        By default the file's metadata decides, else the state-dict keys.
+
+    Returns
+    -------
+    model : torch.nn.Module
+        The model with the loaded weights, in eval mode, on ``device``.
+    metadata : dict
+        The stored metadata (``{}`` for a plain state dict), with ``architecture`` set.
+
+    Raises
+    ------
+    WeightsError
+        If the file is unsafe, truncated, not a weights file, or does not fit the model.
+    FileNotFoundError
+        If ``path`` does not exist.
+    """
+    state_dict, metadata = read_weights(path)
+    expected = architecture or metadata.get("architecture")
+    try:
+        model = model_from_state_dict(state_dict, expected)
+    except WeightsError as exc:
+        raise WeightsError(f"{Path(path).name}: {exc}") from None
+    metadata = {**metadata, "architecture": model.architecture}
+    return model.to(torch.device(device)).eval(), metadata
+
+
+def read_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Read a state dict and its metadata from a file without executing any code.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A safetensors file or a PyTorch ``.pt``/``.pth`` file (see :func:`load_model`).
+
+    Returns
+    -------
+    state_dict : dict of str to torch.Tensor
+        The tensors, on the CPU, with any ``module.``/``_orig_mod.`` prefix removed.
+    metadata : dict
+        Our JSON metadata, the scalar entries beside a wrapped state dict, or ``{}``.
+
+    Raises
+    ------
+    WeightsError
+        If the file is unsafe, truncated or not a weights file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file {str(path)!r} does not exist")
+    with path.open("rb") as fh:
+        head = fh.read(16)
+    if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":
+        state_dict, metadata = _read_torch(path)
+    elif _looks_like_safetensors(head):
+        state_dict, metadata = _read_safetensors(path)
+    else:
+        raise WeightsError(
+            f"{path.name} is not a weights file ({_describe(head)}): expected a safetensors file "
+            "or a PyTorch state dict (.pt/.pth)"
+        )
+    return _strip_prefixes(state_dict), metadata
+
+
+def model_from_state_dict(
+    state_dict: Mapping[str, torch.Tensor], architecture: str | None = None
+) -> nn.Module:
+    """Build the basic or deep model and load a state dict into it, strictly.
+
+    Parameters
+    ----------
+    state_dict : mapping of str to torch.Tensor
+        Keys are the seed's layer names (a ``module.`` or ``_orig_mod.`` prefix is removed).
+    architecture : {"basic", "deep"}, optional
+        The expected architecture; detected from the keys when ``None``.
+
+    Returns
+    -------
+    torch.nn.Module
+        The model in eval mode, on the CPU, in float32.
+
+    Raises
+    ------
+    WeightsError
+        If the keys belong to the other architecture, keys are missing or unexpected,
+        or a tensor's shape differs from the model's.
+    """
+    if architecture is not None and architecture not in MODELS:
+        raise WeightsError(
+            f"unknown architecture {architecture!r}; valid names: {', '.join(map(repr, MODELS))}"
+        )
+    if not isinstance(state_dict, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state_dict.items()
+    ):
+        raise WeightsError("a state dict must map parameter names (str) to tensors")
+    state_dict = _strip_prefixes(dict(state_dict))
+    detected = detect_architecture(state_dict)
+    if architecture is not None and detected is not None and detected != architecture:
+        raise WeightsError(
+            f"these are weights of the {detected} model, not the {architecture} model; "
+            f"choose model={detected!r}"
+        )
+    architecture = architecture or detected
+    if architecture is None:
+        raise WeightsError(
+            "the keys match neither the basic nor the deep model (first keys: "
+            f"{_first(state_dict)})"
+        )
+    expected = _expected_shapes(architecture)
+    missing = [k for k in expected if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in expected]
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing keys ({_first(missing)})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected keys ({_first(unexpected)})")
+        raise WeightsError(f"the weights do not fit the {architecture} model: {'; '.join(parts)}")
+    for key, shape in expected.items():
+        got = tuple(state_dict[key].shape)
+        if got != shape:
+            raise WeightsError(
+                f"shape mismatch for {key!r}: the file has {got}, the {architecture} model "
+                f"expects {shape}"
+            )
+    tensors = {
+        k: v.float() if v.is_floating_point() else v for k, v in state_dict.items()
+    }  # half-precision files load into a float32 model
+    with torch.device("meta"):
+        model = MODELS[architecture]()
+    model.load_state_dict(tensors, strict=True, assign=True)
+    return model.eval()
+
+
+def detect_architecture(state_dict: Mapping[str, Any]) -> str | None:
+    """Name the architecture whose layer names best match the keys, or ``None`` if none does.
+
+    Parameters
+    ----------
+    state_dict : mapping
+        A state dict (only its keys are used).
+
+    Returns
+    -------
+    str or None
+        ``"basic"`` or ``"deep"`` (the one sharing the largest fraction of keys), or
+        ``None`` when no key matches either model.
+    """
+    keys = set(state_dict)
+    scores = {}
+    for name in MODELS:
+        names = set(_expected_shapes(name))
+        scores[name] = len(keys & names) / len(keys | names)
+    best = max(scores, key=scores.__getitem__)
+    return best if scores[best] > 0 else None
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """Return the SHA-256 hex digest of a file, read in 1 MiB chunks (for sharing weights)."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as fh:
+        for chunk in iter(functools.partial(fh.read, 1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@functools.cache
+def _expected_shapes(architecture: str) -> dict[str, tuple[int, ...]]:
+    with torch.device("meta"):  # shapes only: no memory, no initialisation cost
+        model = MODELS[architecture]()
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    parallel = (nn.DataParallel, nn.parallel.DistributedDataParallel)
+    while True:
+        if isinstance(model, parallel):
+            model = model.module
+        elif isinstance(getattr(model, "_orig_mod", None), nn.Module):  # torch.compile
+            model = model._orig_mod
+        else:
+            return model
+
+
+def _strip_prefixes(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    for prefix in WRAPPER_PREFIXES:
+        if state_dict and all(k.startswith(prefix) for k in state_dict):
+            state_dict = {k[len(prefix) :]: v for k, v in state_dict.items()}
+    return state_dict
+
+
+def _looks_like_safetensors(head: bytes) -> bool:
+    # 8-byte little-endian header length, then a JSON object. The length is not checked
+    # against the file size, so that a truncated file is reported as truncated.
+    return head[8:9] == b"{" and int.from_bytes(head[:8], "little") < _MAX_HEADER
+
+
+def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as fh:
+            header = fh.metadata() or {}
+            state_dict = {k: fh.get_tensor(k) for k in fh.keys()}
+    except (SafetensorError, OSError, RuntimeError, ValueError) as exc:
+        raise WeightsError(
+            f"{path.name} is a truncated or corrupt safetensors file ({exc})"
+        ) from None
+    metadata: dict[str, Any] = {}
+    if METADATA_KEY in header:
+        try:
+            metadata = json.loads(header[METADATA_KEY])
+        except json.JSONDecodeError:
+            raise WeightsError(
+                f"{path.name} has corrupt metadata under {METADATA_KEY!r}"
+            ) from None
+    return state_dict, metadata
+
+
+def _read_torch(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "weights only load failed" in str(exc).lower():
+            raise WeightsError(
+                f"{path.name} is not a safe weights file: it holds Python objects that would run "
+                "code when unpickled, so it was refused without loading them. Re-save the plain "
+                "state dict (model.state_dict()) or use save_weights()."
+            ) from None
+        raise WeightsError(f"{path.name} is a truncated or corrupt PyTorch file ({exc})") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        reason = str(exc).split(". ")[0]  # torch appends paragraphs of advice
+        raise WeightsError(
+            f"{path.name} is a truncated or corrupt PyTorch file ({reason})"
+        ) from None
+
+    metadata: dict[str, Any] = {}
+    if isinstance(obj, Mapping):
+        for key in WRAPPER_KEYS:
+            if isinstance(obj.get(key), Mapping):
+                metadata = {
+                    k: v for k, v in obj.items() if isinstance(v, str | int | float | bool)
+                }
+                obj = obj[key]
+                break
+    if not isinstance(obj, Mapping) or not obj:
+        raise WeightsError(
+            f"{path.name} does not hold a state dict (found {type(obj).__name__}); expected a "
+            f"dict of tensors, bare or under {' or '.join(map(repr, WRAPPER_KEYS))}"
+        )
+    bad = [k for k, v in obj.items() if not isinstance(v, torch.Tensor)]
+    if bad:
+        raise WeightsError(f"{path.name}: these entries are not tensors: {_first(bad)}")
+    return dict(obj), metadata
+
+
+def _describe(head: bytes) -> str:
+    signatures = {
+        b"\x89PNG": "a PNG image",
+        b"\xff\xd8\xff": "a JPEG image",
+        b"II*\x00": "a TIFF image",
+        b"MM\x00*": "a TIFF image",
+        b"II+\x00": "a BigTIFF image",
+        b"\x1f\x8b": "a gzip archive",
+    }
+    for magic, what in signatures.items():
+        if head.startswith(magic):
+            return f"it looks like {what}"
+    if not head:
+        return "it is empty"
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError:
+        return "unrecognised binary content"
+    return "it looks like text"
+
+
+def _first(keys: Any) -> str:
+    keys = list(keys)
+    shown = ", ".join(map(repr, keys[:_SHOWN]))
+    return shown + (", ..." if len(keys) > _SHOWN else "")
