@@ -1,0 +1,128 @@
+"""Settings of the long-running jobs (denoise, train): frozen dataclasses, validated once.
+
+The faces (napari widget, CLI) build one of these and hand it to the core; every
+check happens in ``__post_init__``, so a bad value fails with a clear ValueError
+before any work starts.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+#: Training modes: supervised on clean images with synthetic noise, or Neighbor2Neighbor.
+TRAIN_MODES = ("synthetic", "self-supervised")
+#: Precision names (``"auto"``: bf16 on CUDA, else fp32).
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+_MODEL_MULTIPLE = 16  # models.SIZE_MULTIPLE, kept here so settings import no torch
+
+
+def _positive_int(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Everything that says how to train (what to train, and on which images, is separate).
+
+    Parameters
+    ----------
+    mode : {"synthetic", "self-supervised"}
+        ``"synthetic"``: clean images, fresh synthetic ``noise`` every step, L2 loss to the
+        clean patch. ``"self-supervised"``: the images are the noisy ones; Neighbor2Neighbor.
+    noise : str or None
+        Noise spec (see :func:`napari_histo_denoise.noise.parse_noise`), e.g. ``"gaussian:25"``
+        or ``"gaussian:15-50"``. Used for the training pairs in synthetic mode and for the
+        fixed-seed noisy validation copies in both modes. ``None`` only in self-supervised
+        mode without validation images.
+    steps : int
+        Optimiser steps.
+    patch_size : int
+        Side of the square training patches: a multiple of 16 (of 32 in self-supervised
+        mode, whose sub-images are half as large).
+    batch_size : int
+        Patches per step.
+    lr : float
+        Peak learning rate of AdamW (linear warm-up, then cosine decay to zero).
+    val_every : int or None
+        Validate every this many steps (and after the last); ``None``: about ten times per run.
+    val_crop : int
+        Side of the validation crops (a multiple of 16; smaller images give smaller crops).
+    val_crops : int
+        Tissue-preferring crops per validation image.
+    device : str
+        ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``.
+    precision : {"auto", "fp32", "bf16", "fp16"}
+        Autocast precision; ``"auto"`` is bf16 on CUDA and fp32 elsewhere.
+    seed : int
+        Seeds the initial weights, the patches, the noise and the neighbour choice.
+    """
+
+    mode: str = "synthetic"
+    noise: str | None = "gaussian:25"
+    steps: int = 2000
+    patch_size: int = 128
+    batch_size: int = 16
+    lr: float = 1e-3
+    val_every: int | None = None
+    val_crop: int = 256
+    val_crops: int = 4
+    device: str = "auto"
+    precision: str = "auto"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.mode not in TRAIN_MODES:
+            raise ValueError(
+                f"unknown training mode {self.mode!r}; valid modes are "
+                f"{', '.join(map(repr, TRAIN_MODES))}"
+            )
+        if self.noise is None:
+            if self.mode == "synthetic":
+                raise ValueError("synthetic training needs a noise spec, e.g. 'gaussian:25'")
+        else:
+            from .noise import parse_noise
+
+            parse_noise(self.noise)  # raises a ValueError naming the valid specs
+        for name in ("steps", "patch_size", "batch_size", "val_crop", "val_crops"):
+            _positive_int(name, getattr(self, name))
+        if self.val_every is not None:
+            _positive_int("val_every", self.val_every)
+        multiple = _MODEL_MULTIPLE * (2 if self.mode == "self-supervised" else 1)
+        if self.patch_size % multiple:
+            why = " (its sub-images are half as large)" if multiple > _MODEL_MULTIPLE else ""
+            raise ValueError(
+                f"patch_size must be a multiple of {multiple} in {self.mode} mode{why}, "
+                f"got {self.patch_size}"
+            )
+        if self.val_crop % _MODEL_MULTIPLE:
+            raise ValueError(f"val_crop must be a multiple of 16, got {self.val_crop}")
+        # Batch norm needs more than one value per channel at the 1/16 bottleneck.
+        side = self.patch_size // (multiple // _MODEL_MULTIPLE) // _MODEL_MULTIPLE
+        if self.batch_size * side * side < 2:
+            raise ValueError(
+                f"batch_size 1 with patch_size {self.patch_size} leaves batch norm a single "
+                "value per channel; use batch_size >= 2 or a larger patch"
+            )
+        if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)):
+            raise ValueError(f"lr must be a number, got {self.lr!r}")
+        if not math.isfinite(self.lr) or self.lr <= 0:
+            raise ValueError(f"lr must be a positive finite number, got {self.lr!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(
+                f"unknown precision {self.precision!r}; valid values are "
+                f"{', '.join(map(repr, PRECISIONS))}"
+            )
+        if not isinstance(self.device, str) or not self.device:
+            raise ValueError(
+                f"device must be a name such as 'auto' or 'cuda:0', got {self.device!r}"
+            )
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
+
+    @property
+    def validation_interval(self) -> int:
+        """Steps between validations: ``val_every``, or about a tenth of the run (at most 500)."""
+        return self.val_every or max(1, min(500, self.steps // 10))
