@@ -20,6 +20,10 @@ _EXPORTS = {
     "DeepHistoAutoencoder": "models",
     "ModelSummary": "summary",
     "model_summary": "summary",
+    "WeightsError": "checkpoint",
+    "save_weights": "checkpoint",
+    "load_model": "checkpoint",
+    "parse_noise": "noise",
 }
 
 __all__ = ["__version__", *_EXPORTS]
