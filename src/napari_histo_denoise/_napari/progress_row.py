@@ -1,0 +1,69 @@
+"""A progress bar with a status line, an estimate of the time left and a Cancel button."""
+
+from __future__ import annotations
+
+from qtpy.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
+
+
+def format_seconds(seconds: float) -> str:
+    """Format a duration as ``m:ss`` (or ``h:mm:ss``)."""
+    seconds = max(0, round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def time_left(done: int, total: int, elapsed_s: float) -> float | None:
+    """Estimate the seconds left from the rate so far; None before the first step is done."""
+    if done <= 0 or total <= 0:
+        return None
+    return elapsed_s / done * max(total - done, 0)
+
+
+class ProgressRow(QWidget):
+    """Progress of one run: ``done / total unit``, elapsed and time left, and Cancel."""
+
+    def __init__(self, unit: str, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._unit = unit
+        self.bar = QProgressBar()
+        self.bar.setTextVisible(True)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.status = QLabel("ready")
+        self.status.setWordWrap(True)
+        row = QHBoxLayout()
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(self.bar, 1)
+        row.addWidget(self.cancel_button)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(row)
+        layout.addWidget(self.status)
+        self.reset()
+
+    def reset(self, message: str = "ready") -> None:
+        """Show an idle bar and ``message``."""
+        self.bar.setRange(0, 1)
+        self.bar.setValue(0)
+        self.bar.setFormat("")
+        self.status.setText(message)
+        self.cancel_button.setEnabled(False)
+
+    def start(self, message: str) -> None:
+        """Show a busy bar (no total known yet) and enable Cancel."""
+        self.bar.setRange(0, 0)
+        self.status.setText(message)
+        self.cancel_button.setEnabled(True)
+
+    def update_progress(self, done: int, total: int, elapsed_s: float, extra: str = "") -> None:
+        """Show ``done / total``, the time spent and the estimated time left."""
+        self.bar.setRange(0, max(total, 1))
+        self.bar.setValue(done)
+        self.bar.setFormat(f"{done} / {total} {self._unit}")
+        left = time_left(done, total, elapsed_s)
+        eta = "estimating" if left is None else f"{format_seconds(left)} left"
+        parts = [f"{format_seconds(elapsed_s)} elapsed", eta]
+        if extra:
+            parts.append(extra)
+        self.status.setText(" · ".join(parts))
