@@ -26,7 +26,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="tile height and width for the tables (a multiple of 16; default 256)",
     )
     parser.add_argument("--format", choices=FORMATS, default="text")
-    parser.add_argument("-o", "--output", type=Path, help="write the report here instead of stdout")
+    parser.add_argument(
+        "-o", "--output", type=Path, help="write the report here instead of stdout"
+    )
     parser.set_defaults(run=run)
 
 

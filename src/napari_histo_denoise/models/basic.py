@@ -9,7 +9,9 @@ from .blocks import check_input, conv_bn_act, final_head, up_bn_act
 
 
 def _encoder_level(in_ch: int, out_ch: int) -> nn.Sequential:
-    return nn.Sequential(*conv_bn_act(in_ch, out_ch), *conv_bn_act(out_ch, out_ch), nn.MaxPool2d(2))
+    return nn.Sequential(
+        *conv_bn_act(in_ch, out_ch), *conv_bn_act(out_ch, out_ch), nn.MaxPool2d(2)
+    )
 
 
 def _decoder_level(in_ch: int, out_ch: int) -> nn.Sequential:

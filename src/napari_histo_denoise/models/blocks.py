@@ -63,9 +63,7 @@ class ResidualBlock(nn.Module):
 def check_input(x: torch.Tensor) -> None:
     """Raise a ValueError unless ``x`` is N x 3 x H x W with H and W multiples of 16."""
     if x.ndim != 4 or x.shape[1] != 3:
-        raise ValueError(
-            f"expected a tensor of shape (N, 3, H, W), got {tuple(x.shape)}"
-        )
+        raise ValueError(f"expected a tensor of shape (N, 3, H, W), got {tuple(x.shape)}")
     h, w = x.shape[-2:]
     if h % SIZE_MULTIPLE or w % SIZE_MULTIPLE or h == 0 or w == 0:
         raise ValueError(
