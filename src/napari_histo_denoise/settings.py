@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from .tiling import check_tiling
+
 #: Training modes: supervised on clean images with synthetic noise, or Neighbor2Neighbor.
 TRAIN_MODES = ("synthetic", "self-supervised")
 #: Precision names (``"auto"``: bf16 on CUDA, else fp32).
@@ -21,6 +23,74 @@ _MODEL_MULTIPLE = 16  # models.SIZE_MULTIPLE, kept here so settings import no to
 def _positive_int(name: str, value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+#: Architecture names the engine can build from weights (``models.MODELS``, kept torch-free).
+MODEL_NAMES = ("basic", "deep")
+
+
+@dataclass(frozen=True, eq=False)
+class DenoiseSettings:
+    """Everything that says how to denoise (the image itself is separate).
+
+    Parameters
+    ----------
+    model : {"basic", "deep"} or torch.nn.Module
+        Architecture name (then ``weights`` is required) or any module mapping
+        N x 3 x H x W floats in [0, 1] to the same shape.
+    weights : path, state dict or None
+        Trained weights for a named model: a safetensors/PyTorch file or a state dict.
+        Must be ``None`` when ``model`` is a module.
+    tile_size : int
+        Tile side in pixels: a multiple of 16, larger than twice ``overlap``.
+    overlap : int
+        Pixels shared by neighbouring tiles (blended); 0 disables blending.
+    batch_size : int or None
+        Tiles per forward pass; ``None`` picks one from the free device memory.
+    device : str
+        ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``.
+    precision : {"auto", "fp32", "bf16", "fp16"}
+        Autocast precision; ``"auto"`` is bf16 on CUDA and fp32 elsewhere.
+    """
+
+    model: object = "basic"
+    weights: object = None
+    tile_size: int = 256
+    overlap: int = 32
+    batch_size: int | None = None
+    device: str = "auto"
+    precision: str = "auto"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.model, str):
+            if self.model not in MODEL_NAMES:
+                raise ValueError(
+                    f"unknown model {self.model!r}; valid names are "
+                    f"{', '.join(map(repr, MODEL_NAMES))}, or pass a torch.nn.Module"
+                )
+            if self.weights is None:
+                raise ValueError(
+                    f"model {self.model!r} needs weights (a file path or a state dict): "
+                    "a randomly initialised autoencoder is not a denoiser"
+                )
+        elif not callable(self.model):
+            raise ValueError(
+                f"model must be 'basic', 'deep' or a torch.nn.Module, got {type(self.model)!r}"
+            )
+        elif self.weights is not None:
+            raise ValueError("weights are only for a named model; a module brings its own")
+        check_tiling(self.tile_size, self.overlap)
+        if self.batch_size is not None:
+            _positive_int("batch_size", self.batch_size)
+        if self.precision not in PRECISIONS:
+            raise ValueError(
+                f"unknown precision {self.precision!r}; valid values are "
+                f"{', '.join(map(repr, PRECISIONS))}"
+            )
+        if not isinstance(self.device, str) or not self.device:
+            raise ValueError(
+                f"device must be a name such as 'auto' or 'cuda:0', got {self.device!r}"
+            )
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,105 @@
+"""Which compute devices work here, the automatic choice, precision and free memory."""
+
+from __future__ import annotations
+
+import functools
+import re
+
+import torch
+
+#: Precision names accepted by :func:`resolve_precision` besides ``"auto"``.
+PRECISION_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+_DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda)(?::(\d+))?$")
+
+
+@functools.cache
+def _works(name: str) -> bool:
+    try:
+        torch.zeros(1, device=name).add_(1)
+    except (RuntimeError, AssertionError):
+        return False
+    return True
+
+
+def available_devices() -> list[str]:
+    """Return the devices that really run a tensor operation here, best first.
+
+    Returns
+    -------
+    list of str
+        ``"cuda:0"``, ``"cuda:1"``, ... (if CUDA works), ``"mps"`` (Apple), then ``"cpu"``.
+    """
+    names = []
+    if torch.cuda.is_available():
+        names += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    if torch.backends.mps.is_available():
+        names.append("mps")
+    return [name for name in names if _works(name)] + ["cpu"]
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """Turn a device name into a working :class:`torch.device`.
+
+    Parameters
+    ----------
+    device : str or torch.device
+        ``"auto"`` (CUDA, then Apple MPS, then CPU), ``"cpu"``, ``"mps"``, ``"cuda"``
+        (the current CUDA device) or ``"cuda:N"``.
+
+    Returns
+    -------
+    torch.device
+
+    Raises
+    ------
+    ValueError
+        If the name is malformed or the device does not work on this machine; the
+        message lists the devices that do.
+    """
+    text = str(device).strip().lower()
+    match = _DEVICE_PATTERN.match(text)
+    available = available_devices()
+    if match is None or (match.group(1) in ("auto", "cpu", "mps") and match.group(2)):
+        raise ValueError(
+            f"unknown device {device!r}; use 'auto', 'cpu', 'mps', 'cuda' or 'cuda:N' "
+            f"(available here: {', '.join(available)})"
+        )
+    kind = match.group(1)
+    if kind == "auto":
+        return torch.device(available[0])
+    if kind == "cuda" and match.group(2) is None:
+        if available[0].startswith("cuda"):
+            return torch.device("cuda", torch.cuda.current_device())
+    elif text in available:
+        return torch.device(text)
+    raise ValueError(
+        f"device {device!r} is not available on this machine "
+        f"(available here: {', '.join(available)})"
+    )
+
+
+def resolve_precision(precision: str, device: torch.device | str) -> str:
+    """Return the precision to run at: ``"auto"`` is ``"bf16"`` on CUDA, else ``"fp32"``.
+
+    Raises
+    ------
+    ValueError
+        If ``precision`` is not ``"auto"``, ``"fp32"``, ``"bf16"`` or ``"fp16"``.
+    """
+    if precision == "auto":
+        return "bf16" if torch.device(device).type == "cuda" else "fp32"
+    if precision not in PRECISION_DTYPES:
+        raise ValueError(
+            f"unknown precision {precision!r}; valid values are 'auto', "
+            f"{', '.join(map(repr, PRECISION_DTYPES))}"
+        )
+    return precision
+
+
+def free_memory(device: torch.device) -> int | None:
+    """Return the free memory of a CUDA device in bytes, or ``None`` where it is not known."""
+    if device.type != "cuda":
+        return None
+    free, _total = torch.cuda.mem_get_info(device)
+    return int(free)

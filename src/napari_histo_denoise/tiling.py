@@ -1,0 +1,195 @@
+"""Tile grids, blending windows and bands of tile rows (numpy only: no torch, no dask).
+
+Design (see docs/engine.md): along each axis the tiles sit at a stride of
+``tile - overlap`` and the last one is shifted to end exactly at the image edge, so no
+tile reaches past the image unless the image is shorter than a tile (then the image is
+reflect-padded up to a multiple of 16). Each tile is weighted by a separable window that
+tapers only on sides facing another tile: zero over the outer quarter of the overlap
+(the pixels a network with zero padding gets most wrong), then a raised cosine, then one.
+Facing tapers of two neighbours sum to exactly one, and the engine divides by the summed
+weights anyway (which also covers the shifted last tile). Image borders are left as the
+network sees them in a whole-image forward pass, so a tiled result equals the whole-image
+result wherever the network's receptive field is smaller than the overlap.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+#: Tile sides must be multiples of this (four 2x poolings in the models).
+TILE_MULTIPLE = 16
+
+
+def check_tiling(tile_size: int, overlap: int) -> None:
+    """Raise a ValueError unless ``tile_size`` and ``overlap`` make a valid grid.
+
+    ``tile_size`` must be a positive multiple of 16 and larger than twice ``overlap``;
+    ``overlap`` a non-negative integer.
+    """
+    if isinstance(tile_size, bool) or not isinstance(tile_size, int) or tile_size < 1:
+        raise ValueError(f"tile_size must be a positive integer, got {tile_size!r}")
+    if tile_size % TILE_MULTIPLE:
+        raise ValueError(f"tile_size must be a multiple of {TILE_MULTIPLE}, got {tile_size}")
+    if isinstance(overlap, bool) or not isinstance(overlap, int) or overlap < 0:
+        raise ValueError(f"overlap must be a non-negative integer, got {overlap!r}")
+    if tile_size <= 2 * overlap:
+        raise ValueError(
+            f"tile_size ({tile_size}) must be larger than twice the overlap ({overlap})"
+        )
+
+
+def blend_window(tile: int, overlap: int, *, taper_start: bool, taper_end: bool) -> np.ndarray:
+    """Return the 1-D blending weights of one tile along one axis.
+
+    Parameters
+    ----------
+    tile : int
+        Tile length.
+    overlap : int
+        Overlap with each neighbour; the taper spans this many pixels.
+    taper_start, taper_end : bool
+        Whether the tile has a neighbour before / after it (image borders get no taper).
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 weights of length ``tile``: 0 over the outer ``overlap // 4`` pixels of a
+        tapered side, a raised cosine over the middle half of the overlap, 1 elsewhere.
+        Mirrored tapers of two neighbours sum to exactly 1 across their overlap.
+    """
+    window = np.ones(tile, dtype=np.float64)
+    if overlap:
+        zero = overlap // 4
+        ramp = np.zeros(overlap)
+        d = np.arange(zero, overlap - zero)
+        ramp[zero : overlap - zero] = 0.5 - 0.5 * np.cos(np.pi * (d - zero + 0.5) / d.size)
+        ramp[overlap - zero :] = 1.0
+        if taper_start:
+            window[:overlap] *= ramp
+        if taper_end:
+            window[tile - overlap :] *= ramp[::-1]
+    return window.astype(np.float32)
+
+
+@dataclass(frozen=True)
+class AxisGrid:
+    """Tile positions along one axis.
+
+    Attributes
+    ----------
+    size : int
+        Image length along the axis.
+    tile : int
+        Tile length used along the axis (``tile_size``, or less for a short axis).
+    overlap : int
+        Blending overlap.
+    starts : tuple of int
+        Tile starts; the last tile ends at ``max(size, tile)``.
+    """
+
+    size: int
+    tile: int
+    overlap: int
+    starts: tuple[int, ...]
+
+    @property
+    def padded(self) -> int:
+        """Length covered by the tiles: ``size``, or ``tile`` if the axis is shorter."""
+        return max(self.size, self.tile)
+
+    def window(self, index: int) -> np.ndarray:
+        """Blending weights of tile ``index``."""
+        last = len(self.starts) - 1
+        return blend_window(self.tile, self.overlap, taper_start=index > 0, taper_end=index < last)
+
+    def normaliser(self) -> np.ndarray:
+        """Summed weights over the padded length (float32, positive everywhere)."""
+        total = np.zeros(self.padded, dtype=np.float32)
+        for i, start in enumerate(self.starts):
+            total[start : start + self.tile] += self.window(i)
+        return total
+
+
+def axis_grid(size: int, tile_size: int, overlap: int) -> AxisGrid:
+    """Place tiles along an axis of ``size`` pixels.
+
+    A short axis gets one tile of ``size`` rounded up to a multiple of 16 (at most
+    ``tile_size``); a long one tiles at stride ``tile_size - overlap`` with the last tile
+    shifted to end at the edge.
+    """
+    check_tiling(tile_size, overlap)
+    if size < 1:
+        raise ValueError(f"image axes must be at least 1 pixel long, got {size}")
+    if size <= tile_size:
+        tile = min(tile_size, math.ceil(size / TILE_MULTIPLE) * TILE_MULTIPLE)
+        return AxisGrid(size, tile, overlap, (0,))
+    stride = tile_size - overlap
+    count = math.ceil((size - overlap) / stride)
+    starts = (*(i * stride for i in range(count - 1)), size - tile_size)
+    return AxisGrid(size, tile_size, overlap, starts)
+
+
+def reflect_indices(start: int, stop: int, size: int) -> np.ndarray:
+    """Source indices of positions ``start..stop-1`` of an axis reflect-padded beyond ``size``.
+
+    Reflection excludes the edge sample (numpy's ``"reflect"``), repeated as often as
+    needed; an axis of one pixel repeats it.
+    """
+    positions = np.arange(start, stop)
+    if size == 1:
+        return np.zeros_like(positions)
+    period = 2 * (size - 1)
+    folded = np.mod(positions, period)
+    return np.where(folded < size, folded, period - folded)
+
+
+@dataclass(frozen=True)
+class Band:
+    """A run of consecutive tile rows, the unit of reading, batching and memory.
+
+    All positions are rows of the (possibly padded) image. The band's tiles cover
+    ``[start, stop)``. Rows ``[start, seam_top)`` are shared with the previous band and
+    ``[seam_bottom, stop)`` with the next; the band's output rows are
+    ``[start, out_stop)`` (the first band's ``start`` is 0; ``out_stop`` is the next
+    band's ``start``, or the image height for the last band).
+    """
+
+    first_tile: int
+    stop_tile: int
+    start: int
+    stop: int
+    seam_top: int
+    seam_bottom: int
+    out_stop: int
+
+
+def plan_bands(grid: AxisGrid, rows_per_band: int) -> list[Band]:
+    """Group the tile rows of ``grid`` into bands of ``rows_per_band`` rows.
+
+    A lone last row joins the band before it: the shifted last tile may overlap two rows
+    above it, and keeping it with its neighbour means seams only join adjacent bands.
+    """
+    count = len(grid.starts)
+    bounds = [*range(0, count, max(1, rows_per_band)), count]
+    if len(bounds) > 2 and bounds[-1] - bounds[-2] == 1:
+        del bounds[-2]
+    bands: list[Band] = []
+    for b, (i0, i1) in enumerate(itertools.pairwise(bounds)):
+        start, stop = grid.starts[i0], grid.starts[i1 - 1] + grid.tile
+        last = i1 == count
+        bands.append(
+            Band(
+                first_tile=i0,
+                stop_tile=i1,
+                start=start,
+                stop=stop,
+                seam_top=bands[b - 1].stop if b else start,
+                seam_bottom=stop if last else grid.starts[i1],
+                out_stop=grid.size if last else grid.starts[i1],
+            )
+        )
+    return bands
