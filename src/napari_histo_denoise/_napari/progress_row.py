@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from qtpy.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
 
+#: Resolution of the bar (its range), independent of the unit counted.
+_STEPS = 1000
+
 
 def format_seconds(seconds: float) -> str:
     """Format a duration as ``m:ss`` (or ``h:mm:ss``)."""
@@ -25,7 +28,7 @@ class ProgressRow(QWidget):
 
     def __init__(self, unit: str, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self._unit = unit
+        self.unit = unit
         self.bar = QProgressBar()
         self.bar.setTextVisible(True)
         self.cancel_button = QPushButton("Cancel")
@@ -58,9 +61,12 @@ class ProgressRow(QWidget):
 
     def update_progress(self, done: int, total: int, elapsed_s: float, extra: str = "") -> None:
         """Show ``done / total``, the time spent and the estimated time left."""
-        self.bar.setRange(0, max(total, 1))
-        self.bar.setValue(done)
-        self.bar.setFormat(f"{done} / {total} {self._unit}")
+        self.bar.setRange(0, _STEPS)
+        self.bar.setValue(round(_STEPS * done / total) if total else 0)
+        if self.unit == "Mpx":  # streamed runs count pixels
+            self.bar.setFormat(f"{done / 1e6:.1f} / {total / 1e6:.1f} Mpx")
+        else:
+            self.bar.setFormat(f"{done} / {total} {self.unit}")
         left = time_left(done, total, elapsed_s)
         eta = "estimating" if left is None else f"{format_seconds(left)} left"
         parts = [f"{format_seconds(elapsed_s)} elapsed", eta]

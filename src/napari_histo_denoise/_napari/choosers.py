@@ -1,0 +1,156 @@
+"""Choosers that follow the viewer: image layers (one or several) and weights files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QHBoxLayout,
+    QListWidget,
+    QListWidgetItem,
+    QPushButton,
+    QWidget,
+)
+
+from .layers import image_layers
+from .session import TrainedWeights, trained_weights
+
+if TYPE_CHECKING:
+    import napari
+
+WEIGHTS_FILTER = "Weights (*.safetensors *.pt *.pth *.ckpt);;All files (*)"
+
+
+def _follow_layers(viewer: napari.Viewer, refresh: Any) -> None:
+    """Call ``refresh`` whenever the viewer's layers or their names change."""
+
+    def watch(event: Any = None) -> None:
+        for layer in viewer.layers:
+            layer.events.name.connect(refresh)
+        refresh()
+
+    viewer.layers.events.inserted.connect(watch)
+    viewer.layers.events.removed.connect(refresh)
+    viewer.layers.events.moved.connect(refresh)
+    watch()
+
+
+class LayerChooser(QComboBox):
+    """The viewer's Image layers; keeps the chosen one while layers come and go.
+
+    With ``none_text`` the first entry stands for "no layer" (and is the default).
+    """
+
+    def __init__(
+        self, viewer: napari.Viewer, none_text: str | None = None, parent: QWidget | None = None
+    ) -> None:
+        super().__init__(parent)
+        self.viewer = viewer
+        self._none_text = none_text
+        _follow_layers(viewer, self.refresh)
+
+    def refresh(self, event: Any = None) -> None:
+        """Re-list the Image layers."""
+        current = self.currentText()
+        names = [layer.name for layer in image_layers(self.viewer)]
+        self.blockSignals(True)
+        self.clear()
+        if self._none_text is not None:
+            self.addItem(self._none_text)
+        self.addItems(names)
+        self.blockSignals(False)
+        if current in names:
+            self.setCurrentText(current)
+        elif names and self._none_text is None:
+            self.setCurrentIndex(len(names) - 1)  # the newest layer
+            self.currentTextChanged.emit(self.currentText())
+
+    def layer(self) -> napari.layers.Image | None:
+        """The chosen layer, or None when the viewer has no Image layer."""
+        name = self.currentText()
+        return self.viewer.layers[name] if name in self.viewer.layers else None
+
+
+class LayerList(QListWidget):
+    """The viewer's Image layers with check boxes, for choosing several (training sources)."""
+
+    def __init__(self, viewer: napari.Viewer, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.viewer = viewer
+        self.setMaximumHeight(90)
+        _follow_layers(viewer, self.refresh)
+
+    def refresh(self, event: Any = None) -> None:
+        """Re-list the Image layers, keeping the check marks."""
+        checked = set(self.checked_names())
+        self.clear()
+        for layer in image_layers(self.viewer):
+            item = QListWidgetItem(layer.name)
+            item.setFlags(item.flags() | Qt.ItemIsUserCheckable)
+            item.setCheckState(Qt.Checked if layer.name in checked else Qt.Unchecked)
+            self.addItem(item)
+
+    def checked_names(self) -> list[str]:
+        """Names of the checked layers, in list order."""
+        return [
+            self.item(i).text()
+            for i in range(self.count())
+            if self.item(i).checkState() == Qt.Checked
+        ]
+
+    def set_checked(self, names: list[str]) -> None:
+        """Check exactly the layers named in ``names``."""
+        for i in range(self.count()):
+            item = self.item(i)
+            item.setCheckState(Qt.Checked if item.text() in names else Qt.Unchecked)
+
+
+class WeightsChooser(QWidget):
+    """A weights file (Browse…) or weights trained in this session; the list grows as you go."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.combo = QComboBox()
+        self.combo.addItem("(choose a weights file)", None)
+        self.browse_button = QPushButton("Browse…")
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.combo, 1)
+        layout.addWidget(self.browse_button)
+        self.browse_button.clicked.connect(self._browse)
+        for item in trained_weights.items:
+            self._add_trained(item, select=False)
+        trained_weights.added.connect(self._add_trained)
+
+    def path(self) -> Path | None:
+        """The chosen weights file, or None."""
+        data = self.combo.currentData()
+        return None if data is None else Path(data)
+
+    def set_path(self, path: str | Path | None, label: str | None = None) -> None:
+        """Choose ``path`` (added to the list if new); None clears the choice."""
+        if path is None:
+            self.combo.setCurrentIndex(0)
+            return
+        path = str(Path(path))
+        index = self.combo.findData(path)
+        if index < 0:
+            self.combo.addItem(label or Path(path).name, path)
+            index = self.combo.count() - 1
+            self.combo.setItemData(index, path, Qt.ToolTipRole)
+        self.combo.setCurrentIndex(index)
+
+    def _add_trained(self, item: TrainedWeights, select: bool = True) -> None:
+        current = self.combo.currentIndex()
+        self.set_path(item.path, item.label)
+        if not select:
+            self.combo.setCurrentIndex(current)
+
+    def _browse(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Choose weights", "", WEIGHTS_FILTER)
+        if path:
+            self.set_path(path)

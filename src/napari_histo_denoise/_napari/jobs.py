@@ -1,0 +1,148 @@
+"""What the worker thread runs: the core's generators, plus the record a result layer keeps.
+
+These functions run off the main thread and never touch a widget or a layer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Generator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .session import TrainedWeights, save_trained, workdir
+
+
+@dataclass(frozen=True)
+class DenoiseOutcome:
+    """A finished denoise: the result (array, or pyramid levels level 0 first) and its record."""
+
+    data: Any
+    record: dict[str, Any]
+
+
+def megapixels(shape: tuple[int, ...], rgb: bool) -> float:
+    """Pixels of an image (all planes of a stack), channels not counted, in millions."""
+    return math.prod(shape[:-1] if rgb else shape) / 1e6
+
+
+def denoise_job(
+    data: Any, settings: Any, cancel: threading.Event, *, stream: bool, rgb: bool
+) -> Generator[Any, None, DenoiseOutcome]:
+    """Denoise ``data`` (array or pyramid levels) with ``settings`` (a DenoiseSettings).
+
+    In-memory inputs give an in-memory result (the engine's ``iter_denoise``). With ``stream``
+    (lazy, multiscale or very large inputs) the result goes to disk in the session folder and
+    is read back lazily: a 2D RGB image as an OME-Zarr pyramid (the slide helper's
+    ``iter_denoise_slide``), anything else (grayscale, stacks) as one zarr array. A cancelled
+    or failed run deletes what it wrote.
+    """
+    from ..devices import resolve_device, resolve_precision
+
+    device = resolve_device(settings.device)
+    precision = resolve_precision(settings.precision, device)
+    options = {
+        "tile_size": settings.tile_size,
+        "overlap": settings.overlap,
+        "batch_size": settings.batch_size,
+        "device": str(device),
+        "precision": settings.precision,
+        "cancel": cancel.is_set,
+    }
+    level0 = data[0] if isinstance(data, list) else data
+    start = time.perf_counter()
+    if stream:
+        result = yield from _stream_to_zarr(
+            data, settings, options, pyramid=rgb and level0.ndim == 3
+        )
+    else:
+        from ..engine import iter_denoise
+
+        result = yield from iter_denoise(data, settings.model, settings.weights, **options)
+    seconds = time.perf_counter() - start
+    mpx = megapixels(tuple(level0.shape), rgb)
+    return DenoiseOutcome(result, _record(settings, device, precision, seconds, mpx))
+
+
+def _stream_to_zarr(
+    data: Any, settings: Any, options: dict[str, Any], *, pyramid: bool
+) -> Generator[Any, None, Any]:
+    import zarr
+
+    from ..engine import iter_denoise
+    from ..io import read_image
+    from ..slides import iter_denoise_slide
+
+    folder = Path(tempfile.mkdtemp(prefix="denoised-", dir=workdir()))
+    model, weights = settings.model, settings.weights
+    try:
+        if pyramid:
+            store = folder / "denoised.ome.zarr"
+            yield from iter_denoise_slide(
+                data, store, model=model, weights=weights, resume=False, **options
+            )
+            levels, _ = read_image(store)
+            return levels if isinstance(levels, list) else [levels]
+        level0 = data[0] if isinstance(data, list) else data
+        out = zarr.create_array(
+            store=str(folder / "denoised.zarr"), shape=level0.shape, dtype=level0.dtype
+        )
+        yield from iter_denoise(level0, model, weights, out=out, **options)
+        return zarr.open_array(str(folder / "denoised.zarr"), mode="r")
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+
+
+def _record(settings: Any, device: Any, precision: str, seconds: float, mpx: float) -> dict:
+    """What a result layer keeps about the run that made it."""
+    weights = settings.weights
+    sha256 = None
+    if isinstance(weights, (str, Path)):
+        from ..checkpoint import file_sha256
+
+        sha256 = file_sha256(weights)
+    return {
+        "model": settings.model
+        if isinstance(settings.model, str)
+        else type(settings.model).__name__,
+        "weights": str(weights) if isinstance(weights, (str, Path)) else None,
+        "weights_sha256": sha256,
+        "tile_size": settings.tile_size,
+        "overlap": settings.overlap,
+        "batch_size": settings.batch_size,
+        "device": str(device),
+        "precision": precision,
+        "seconds": round(seconds, 3),
+        "megapixels": round(mpx, 4),
+        "mpx_per_s": round(mpx / seconds, 4) if seconds > 0 else None,
+    }
+
+
+def train_job(
+    images: list[Any],
+    model: str,
+    settings: Any,
+    cancel: threading.Event,
+    *,
+    val_images: list[Any] | None,
+    init_weights: Any,
+) -> Generator[Any, None, tuple[Any, TrainedWeights]]:
+    """Train with ``settings`` (a TrainSettings); save the weights in the session folder."""
+    from ..training import iter_train
+
+    result = yield from iter_train(
+        images,
+        model,
+        val_images=val_images,
+        init_weights=init_weights,
+        cancel=cancel,
+        **dataclasses.asdict(settings),
+    )
+    return result, save_trained(result, model, settings.steps)

@@ -1,0 +1,305 @@
+"""The Train section of the dock widget: train weights on image layers, watch loss and PSNR."""
+
+from __future__ import annotations
+
+import functools
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from qtpy.QtCore import QPointF, Qt
+from qtpy.QtGui import QColor, QPainter, QPen, QPolygonF
+from qtpy.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLineEdit,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from .choosers import LayerChooser, LayerList
+from .layers import source_data
+from .progress_row import ProgressRow
+from .runs import Run
+from .session import TrainedWeights, trained_weights
+
+if TYPE_CHECKING:
+    import napari
+
+    from ..settings import TrainSettings
+
+TRAIN_MODES = ("synthetic", "self-supervised")
+NOISE_KINDS = ("gaussian", "poisson", "speckle", "salt-pepper", "mix")
+NO_VALIDATION = "(no validation)"
+
+
+class CurvePlot(QWidget):
+    """A small live plot: training loss (log scale, blue) and validation PSNR (orange)."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setMinimumHeight(60)
+        self.loss: list[tuple[int, float]] = []
+        self.psnr: list[tuple[int, float]] = []
+        self.steps = 1
+
+    def clear(self, steps: int = 1) -> None:
+        """Forget the curves of the last run."""
+        self.loss, self.psnr, self.steps = [], [], max(steps, 1)
+        self.update()
+
+    def add(self, step: int, loss: float, psnr: float | None) -> None:
+        """Append one step's loss and the latest PSNR."""
+        import math
+
+        if loss > 0 and math.isfinite(loss):
+            self.loss.append((step, math.log10(loss)))
+        if psnr is not None and (not self.psnr or self.psnr[-1][1] != psnr):
+            self.psnr.append((step, psnr))
+        self.update()
+
+    def paintEvent(self, event: Any) -> None:
+        """Draw both curves, each scaled to its own range."""
+        painter = QPainter(self)
+        painter.fillRect(self.rect(), QColor(38, 41, 48))
+        for points, color in (
+            (self.loss, QColor(90, 160, 255)),
+            (self.psnr, QColor(255, 160, 60)),
+        ):
+            if len(points) > 1:
+                painter.setPen(QPen(color, 1.5))
+                painter.drawPolyline(self._polygon(points))
+        painter.end()
+
+    def _polygon(self, points: list[tuple[int, float]]) -> QPolygonF:
+        values = [v for _, v in points]
+        low, high = min(values), max(values)
+        span = (high - low) or 1.0
+        w, h = self.width() - 4, self.height() - 4
+        return QPolygonF(
+            [QPointF(2 + w * s / self.steps, 2 + h * (1 - (v - low) / span)) for s, v in points]
+        )
+
+
+class TrainSection(QGroupBox):
+    """Train the chosen model on one or more Image layers; the result becomes Denoise weights.
+
+    ``model_combo`` is the dock widget's model selection (the architecture to train).
+    """
+
+    def __init__(self, viewer: napari.Viewer, model_combo: QComboBox) -> None:
+        super().__init__("Train")
+        self.viewer = viewer
+        self.model_combo = model_combo
+        self.current_run: Run | None = None
+        self.last_trained: TrainedWeights | None = None
+
+        self.sources = LayerList(viewer)
+        self.val_combo = LayerChooser(viewer, none_text=NO_VALIDATION)
+        self.mode_combo = QComboBox()
+        self.mode_combo.addItems(TRAIN_MODES)
+        self.noise_combo = QComboBox()
+        self.noise_combo.addItems(NOISE_KINDS)
+        self.level_edit = QLineEdit("25")
+        self.level_edit.setToolTip("sigma (e.g. 25 or 15-50), Poisson peak, speckle or s&p amount")
+        self.steps_spin = _spin(1, 1_000_000, 2000)
+        self.patch_spin = _spin(16, 2048, 128, 16)
+        self.batch_spin = _spin(1, 1024, 16)
+        self.train_button = QPushButton("Train")
+        self.save_button = QPushButton("Save weights…")
+        self.save_button.setEnabled(False)
+        self.progress = ProgressRow("steps")
+        self.plot = CurvePlot()
+
+        noise_row = QHBoxLayout()
+        noise_row.addWidget(self.noise_combo, 1)
+        noise_row.addWidget(self.level_edit, 1)
+        form = QFormLayout()
+        form.addRow("Source layer(s)", self.sources)
+        form.addRow("Validation layer", self.val_combo)
+        form.addRow("Mode", self.mode_combo)
+        form.addRow("Noise, level", noise_row)
+        form.addRow("Steps", self.steps_spin)
+        form.addRow("Patch size", self.patch_spin)
+        form.addRow("Batch size", self.batch_spin)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.train_button)
+        buttons.addWidget(self.save_button)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addLayout(buttons)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.plot)
+
+        self._inputs = (
+            self.sources,
+            self.val_combo,
+            self.mode_combo,
+            self.noise_combo,
+            self.level_edit,
+            self.steps_spin,
+            self.patch_spin,
+            self.batch_spin,
+            self.train_button,
+            self.save_button,
+        )
+        self.noise_combo.currentTextChanged.connect(
+            lambda kind: self.level_edit.setEnabled(kind != "mix")
+        )
+        self.train_button.clicked.connect(self.run)
+        self.progress.cancel_button.clicked.connect(self.cancel)
+        self.save_button.clicked.connect(self._ask_save)
+
+    # ------------------------------------------------------------------ settings
+    def noise_spec(self) -> str:
+        """The noise spec the noise controls describe, e.g. ``"gaussian:25"``."""
+        kind = self.noise_combo.currentText()
+        return kind if kind == "mix" else f"{kind}:{self.level_edit.text().strip()}"
+
+    def settings(self) -> TrainSettings:
+        """The settings the controls describe (raises ValueError when they are not valid)."""
+        from ..settings import TrainSettings
+
+        return TrainSettings(
+            mode=self.mode_combo.currentText(),
+            noise=self.noise_spec(),
+            steps=self.steps_spin.value(),
+            patch_size=self.patch_spin.value(),
+            batch_size=self.batch_spin.value(),
+        )
+
+    def set_settings(self, **values: Any) -> None:
+        """Set the training controls from keyword values.
+
+        Keywords: ``mode``, ``noise`` (a spec such as ``"gaussian:25"``), ``steps``,
+        ``patch_size``, ``batch_size``, ``sources`` (layer names) and ``validation`` (a name).
+        """
+        known = {"mode", "noise", "steps", "patch_size", "batch_size", "sources", "validation"}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown training setting(s): {', '.join(sorted(unknown))}")
+        if "mode" in values:
+            self.mode_combo.setCurrentText(values["mode"])
+        if "noise" in values:
+            kind, _, level = str(values["noise"]).partition(":")
+            self.noise_combo.setCurrentText(kind)
+            self.level_edit.setText(level)
+        for key, spin in (
+            ("steps", self.steps_spin),
+            ("patch_size", self.patch_spin),
+            ("batch_size", self.batch_spin),
+        ):
+            if key in values:
+                spin.setValue(int(values[key]))
+        if "sources" in values:
+            self.sources.set_checked([getattr(x, "name", x) for x in values["sources"]])
+        if "validation" in values:
+            name = values["validation"]
+            self.val_combo.setCurrentText(NO_VALIDATION if name is None else str(name))
+
+    # ------------------------------------------------------------------ running
+    @property
+    def running(self) -> bool:
+        """Whether a training run is in progress."""
+        return self.current_run is not None and not self.current_run.done
+
+    def run(self) -> Run | None:
+        """Train in a worker thread; returns the run (``.wait()`` gives the TrainResult)."""
+        from napari.utils.notifications import show_error
+
+        from .jobs import train_job
+
+        if self.running:
+            show_error("A training run is already in progress.")
+            return None
+        names = self.sources.checked_names()
+        try:
+            if not names:
+                raise ValueError("tick at least one source layer to train on.")
+            settings = self.settings()
+        except ValueError as exc:
+            show_error(f"Cannot train: {exc}")
+            return None
+        images = [source_data(self.viewer.layers[name]) for name in names]
+        val_layer = self.val_combo.layer()
+        val_images = None if val_layer is None else [source_data(val_layer)]
+        model = self.model_combo.currentText()
+        self._set_running(True)
+        self.plot.clear(settings.steps)
+        self.progress.start(f"Training the {model} model on {', '.join(names)}…")
+        self.current_run = Run(
+            functools.partial(
+                train_job, images, model, settings, val_images=val_images, init_weights=None
+            ),
+            on_progress=self._on_progress,
+            on_result=self._on_result,
+            on_done=self._on_done,
+            what="Training",
+        )
+        return self.current_run
+
+    def cancel(self) -> None:
+        """Cancel the running training (no weights are kept)."""
+        if self.running:
+            self.progress.status.setText("Cancelling…")
+            self.current_run.cancel()
+
+    def save_weights(self, path: str | Path) -> Path:
+        """Copy the weights of the last training run to ``path`` (a ``.safetensors`` file)."""
+        if self.last_trained is None:
+            raise ValueError("nothing to save yet: train a model first")
+        path = Path(path)
+        if path.suffix != ".safetensors":
+            path = path.with_suffix(".safetensors")
+        shutil.copyfile(self.last_trained.path, path)
+        return path
+
+    # ------------------------------------------------------------------ internals
+    def _on_progress(self, event: Any) -> None:
+        extra = f"loss {event.loss:.4g}"
+        if event.val_psnr is not None:
+            extra += f" · val PSNR {event.val_psnr:.2f} dB"
+        self.progress.update_progress(event.step, event.steps, event.elapsed_s, extra)
+        self.plot.add(event.step, event.loss, event.val_psnr)
+
+    def _on_result(self, outcome: Any) -> Any:
+        result, trained = outcome
+        self.last_trained = trained
+        trained_weights.register(trained)  # Denoise's weights list selects it
+        return result
+
+    def _on_done(self, run: Run) -> None:
+        self._set_running(False)
+        self.save_button.setEnabled(self.last_trained is not None)
+        if run.message:
+            self.progress.reset(run.message)
+        else:
+            best = [v for v in run.result.history.get("val", []) if v.get("psnr") is not None]
+            psnr = f", best val PSNR {max(v['psnr'] for v in best):.2f} dB" if best else ""
+            self.progress.reset(f"Trained: {self.last_trained.label}{psnr}. Selected for Denoise.")
+
+    def _set_running(self, running: bool) -> None:
+        for widget in self._inputs:
+            widget.setEnabled(not running)
+        self.progress.cancel_button.setEnabled(running)
+
+    def _ask_save(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Save trained weights", "trained.safetensors", "Safetensors (*.safetensors)"
+        )
+        if path:
+            self.save_weights(path)
+
+
+def _spin(low: int, high: int, value: int, step: int = 1) -> QSpinBox:
+    spin = QSpinBox()
+    spin.setRange(low, high)
+    spin.setSingleStep(step)
+    spin.setValue(value)
+    spin.setAlignment(Qt.AlignRight)
+    return spin

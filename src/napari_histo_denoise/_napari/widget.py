@@ -1,0 +1,311 @@
+"""The ``Histo Denoise`` dock widget: choose a layer, model, weights and tiling; denoise; train.
+
+The widget holds no denoising logic. It builds one
+:class:`~napari_histo_denoise.settings.DenoiseSettings` (the object the CLI and the Python API
+use too) and runs the core's generator in a napari ``thread_worker`` (see :mod:`.jobs` and
+:mod:`.runs`). From a script::
+
+    dock, widget = viewer.window.add_plugin_dock_widget("napari-histo-denoise", "Histo Denoise")
+    widget.set_layer("slide")
+    widget.set_settings(weights="basic.safetensors", tile_size=512)
+    layer = widget.run().wait()
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import TYPE_CHECKING, Any
+
+from qtpy.QtWidgets import (
+    QComboBox,
+    QFormLayout,
+    QGroupBox,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from .choosers import LayerChooser, WeightsChooser
+from .layers import add_result_layer, is_lazy, source_data
+from .progress_row import ProgressRow
+from .runs import Run
+from .train_section import TrainSection
+
+if TYPE_CHECKING:
+    import napari
+
+    from ..settings import DenoiseSettings
+
+PLUGIN = "napari-histo-denoise"
+MODEL_NAMES = ("basic", "deep")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+#: Spin-box value that stands for "pick the batch size from free memory".
+AUTO_BATCH = 0
+
+
+def _spin(low: int, high: int, value: int, step: int = 1, suffix: str = "") -> QSpinBox:
+    spin = QSpinBox()
+    spin.setRange(low, high)
+    spin.setSingleStep(step)
+    spin.setValue(value)
+    spin.setSuffix(suffix)
+    return spin
+
+
+class HistoDenoiseWidget(QWidget):
+    """Denoise an Image layer with the basic or deep autoencoder, or train new weights."""
+
+    def __init__(self, napari_viewer: napari.Viewer) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self.current_run: Run | None = None
+        self._source: Any = None
+
+        self.layer_combo = LayerChooser(napari_viewer)
+        self.model_combo = QComboBox()
+        self.model_combo.addItems(MODEL_NAMES)
+        self.weights = WeightsChooser()
+        self.tile_spin = _spin(16, 8192, 256, 16, " px")
+        self.overlap_spin = _spin(0, 1024, 32, 8, " px")
+        self.batch_spin = _spin(AUTO_BATCH, 4096, AUTO_BATCH)
+        self.batch_spin.setSpecialValueText("auto")
+        self.device_combo = QComboBox()
+        self.device_combo.addItem("auto")
+        self.precision_combo = QComboBox()
+        self.precision_combo.addItems(PRECISIONS)
+        self.denoise_button = QPushButton("Denoise")
+        self.summary_button = QPushButton("Model summary")
+        self.progress = ProgressRow("tiles")
+
+        form = QFormLayout()
+        form.addRow("Image layer", self.layer_combo)
+        form.addRow("Model", self.model_combo)
+        form.addRow("Weights", self.weights)
+        form.addRow("Tile size", self.tile_spin)
+        form.addRow("Overlap", self.overlap_spin)
+        form.addRow("Batch size", self.batch_spin)
+        form.addRow("Device", self.device_combo)
+        form.addRow("Precision", self.precision_combo)
+        box = QGroupBox("Denoise")
+        box_layout = QVBoxLayout(box)
+        box_layout.addLayout(form)
+        box_layout.addWidget(self.denoise_button)
+        box_layout.addWidget(self.progress)
+        box_layout.addWidget(self.summary_button)
+        self.train = TrainSection(napari_viewer, self.model_combo)
+        layout = QVBoxLayout(self)
+        layout.addWidget(box)
+        layout.addWidget(self.train)
+        layout.addStretch(1)
+
+        self._inputs = (
+            self.layer_combo,
+            self.model_combo,
+            self.weights,
+            self.tile_spin,
+            self.overlap_spin,
+            self.batch_spin,
+            self.device_combo,
+            self.precision_combo,
+            self.denoise_button,
+        )
+        self.denoise_button.clicked.connect(self.run)
+        self.progress.cancel_button.clicked.connect(self.cancel)
+        self.summary_button.clicked.connect(self.show_summary)
+        self.model_combo.currentTextChanged.connect(self._sync_summary)
+        self.tile_spin.editingFinished.connect(self._sync_summary)
+        self.batch_spin.editingFinished.connect(self._sync_summary)
+        napari_viewer.layers.events.removed.connect(self._on_layer_removed)
+        self._list_devices()
+
+    # ------------------------------------------------------------------ settings
+    def settings(self) -> DenoiseSettings:
+        """The settings the controls describe (raises ValueError when they are not valid)."""
+        from ..settings import DenoiseSettings
+
+        batch = self.batch_spin.value()
+        weights = self.weights.path()
+        return DenoiseSettings(
+            model=self.model_combo.currentText(),
+            weights=None if weights is None else str(weights),
+            tile_size=self.tile_spin.value(),
+            overlap=self.overlap_spin.value(),
+            batch_size=None if batch == AUTO_BATCH else batch,
+            device=self.device_combo.currentText(),
+            precision=self.precision_combo.currentText(),
+        )
+
+    def set_settings(self, settings: DenoiseSettings | None = None, **values: Any) -> None:
+        """Set the controls from a DenoiseSettings and/or keyword values.
+
+        Keywords: ``model``, ``weights`` (a path or None), ``tile_size``, ``overlap``,
+        ``batch_size`` (None for auto), ``device``, ``precision``.
+        """
+        if settings is not None:
+            values = {
+                "model": settings.model,
+                "weights": settings.weights,
+                "tile_size": settings.tile_size,
+                "overlap": settings.overlap,
+                "batch_size": settings.batch_size,
+                "device": settings.device,
+                "precision": settings.precision,
+                **values,
+            }
+        unknown = set(values) - {
+            "model", "weights", "tile_size", "overlap", "batch_size", "device", "precision"
+        }  # fmt: skip
+        if unknown:
+            raise ValueError(f"unknown denoise setting(s): {', '.join(sorted(unknown))}")
+        if "model" in values:
+            _choose(self.model_combo, values["model"], "model")
+        if "weights" in values:
+            self.weights.set_path(values["weights"])
+        if "tile_size" in values:
+            self.tile_spin.setValue(int(values["tile_size"]))
+        if "overlap" in values:
+            self.overlap_spin.setValue(int(values["overlap"]))
+        if "batch_size" in values:
+            self.batch_spin.setValue(values["batch_size"] or AUTO_BATCH)
+        if "device" in values:
+            if self.device_combo.findText(values["device"]) < 0:
+                self.device_combo.addItem(values["device"])  # the core validates it
+            self.device_combo.setCurrentText(values["device"])
+        if "precision" in values:
+            _choose(self.precision_combo, values["precision"], "precision")
+        self._sync_summary()
+
+    def set_layer(self, layer_or_name: Any) -> None:
+        """Choose the layer to denoise (an Image layer or its name)."""
+        from .layers import find_image_layer
+
+        self.layer_combo.setCurrentText(find_image_layer(self.viewer, layer_or_name).name)
+
+    # ------------------------------------------------------------------ running
+    @property
+    def running(self) -> bool:
+        """Whether a denoise run is in progress."""
+        return self.current_run is not None and not self.current_run.done
+
+    def run(self) -> Run | None:
+        """Denoise the chosen layer in a worker thread; returns the run (``.wait()`` on it).
+
+        Returns None (after an error notification) when the settings are not valid.
+        """
+        from napari.utils.notifications import show_error
+
+        from .jobs import denoise_job
+
+        if self.running:
+            show_error("A denoise run is already in progress.")
+            return None
+        source = self.layer_combo.layer()
+        try:
+            if source is None:
+                raise ValueError("Add or open an image layer first: there is nothing to denoise.")
+            settings = self.settings()
+        except ValueError as exc:
+            show_error(f"Cannot denoise: {exc}")
+            return None
+        self._source = source
+        rgb, stream = bool(source.rgb), is_lazy(source)
+        data = source_data(source)
+        self._set_running(True)
+        self.progress.unit = "Mpx" if stream else "tiles"
+        self.progress.start(f"Denoising {source.name!r} with the {settings.model} model…")
+        self.current_run = Run(
+            functools.partial(denoise_job, data, settings, stream=stream, rgb=rgb),
+            on_progress=self._on_progress,
+            on_result=functools.partial(self._add_result, source, settings),
+            on_done=self._on_done,
+            what="Denoise",
+        )
+        return self.current_run
+
+    def cancel(self) -> None:
+        """Cancel the running denoise (no layer is added)."""
+        if self.running:
+            self.progress.status.setText("Cancelling…")
+            self.current_run.cancel()
+
+    def show_summary(self) -> Any:
+        """Open (or raise) the Model summary panel, set to this widget's model, tile and batch."""
+        dock, panel = self.viewer.window.add_plugin_dock_widget(PLUGIN, "Model summary")
+        dock.show()
+        dock.raise_()
+        self._sync_summary(panel)
+        return panel
+
+    # ------------------------------------------------------------------ internals
+    def _on_progress(self, event: Any) -> None:
+        self.progress.update_progress(event.done, event.total, event.elapsed_s)
+
+    def _add_result(self, source: Any, settings: Any, outcome: Any) -> Any:
+        record = {"source": source.name, **outcome.record}
+        layer = add_result_layer(self.viewer, source, outcome.data, record["model"], record)
+        self.show_summary()
+        return layer
+
+    def _on_done(self, run: Run) -> None:
+        self._source = None
+        self._set_running(False)
+        message = run.message or f"Done: added {run.result.name!r}."
+        self.progress.reset(message)
+
+    def _on_layer_removed(self, event: Any) -> None:
+        if self.running and event.value is self._source:
+            self.current_run.cancel(
+                f"Denoise stopped: layer {event.value.name!r} was removed during the run; "
+                "no result was added."
+            )
+
+    def _set_running(self, running: bool) -> None:
+        for widget in self._inputs:
+            widget.setEnabled(not running)
+        self.progress.cancel_button.setEnabled(running)
+
+    def _sync_summary(self, panel: Any = None) -> None:
+        if panel is None:
+            panel = _open_summary_panel(self.viewer)
+        if panel is not None:
+            batch = self.batch_spin.value()
+            panel.set_config(
+                self.model_combo.currentText(),
+                self.tile_spin.value(),
+                None if batch == AUTO_BATCH else batch,
+            )
+
+    def _list_devices(self) -> None:
+        """Fill the device list off the main thread (it imports torch and probes devices)."""
+        from napari.qt.threading import create_worker
+
+        worker = create_worker(_working_devices, _ignore_errors=True)
+        worker.returned.connect(self._add_devices)
+
+    def _add_devices(self, names: list[str]) -> None:
+        for name in names:
+            if self.device_combo.findText(name) < 0:
+                self.device_combo.addItem(name)
+
+
+def _choose(combo: QComboBox, value: str, what: str) -> None:
+    index = combo.findText(str(value))
+    if index < 0:
+        options = [combo.itemText(i) for i in range(combo.count())]
+        raise ValueError(f"unknown {what} {value!r}; valid values are {options}")
+    combo.setCurrentIndex(index)
+
+
+def _working_devices() -> list[str]:
+    from ..devices import available_devices
+
+    return available_devices()
+
+
+def _open_summary_panel(viewer: napari.Viewer) -> Any:
+    """The Model summary panel if it is open in this viewer, else None."""
+    from .summary_panel import ModelSummaryPanel
+
+    docked = getattr(viewer.window, "dock_widgets", {})  # public since napari 0.6.2
+    return next((w for w in docked.values() if isinstance(w, ModelSummaryPanel)), None)
