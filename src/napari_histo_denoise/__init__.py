@@ -32,6 +32,8 @@ _EXPORTS = {
     "save_weights": "checkpoint",
     "load_model": "checkpoint",
     "parse_noise": "noise",
+    "denoise_layer": "_napari.scripting",
+    "train_layer": "_napari.scripting",
 }
 
 __all__ = ["__version__", *_EXPORTS]

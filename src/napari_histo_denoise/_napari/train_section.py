@@ -98,6 +98,8 @@ class TrainSection(QGroupBox):
         self.model_combo = model_combo
         self.current_run: Run | None = None
         self.last_trained: TrainedWeights | None = None
+        #: TrainSettings fields without a control (lr, device, seed, ...), set from code.
+        self.extra: dict[str, Any] = {}
 
         self.sources = LayerList(viewer)
         self.val_combo = LayerChooser(viewer, none_text=NO_VALIDATION)
@@ -171,18 +173,27 @@ class TrainSection(QGroupBox):
             steps=self.steps_spin.value(),
             patch_size=self.patch_spin.value(),
             batch_size=self.batch_spin.value(),
+            **self.extra,
         )
 
     def set_settings(self, **values: Any) -> None:
         """Set the training controls from keyword values.
 
-        Keywords: ``mode``, ``noise`` (a spec such as ``"gaussian:25"``), ``steps``,
-        ``patch_size``, ``batch_size``, ``sources`` (layer names) and ``validation`` (a name).
+        Keywords: ``sources`` (layer names), ``validation`` (a name or None) and any field of
+        :class:`~napari_histo_denoise.settings.TrainSettings`; ``mode``, ``noise`` (a spec such
+        as ``"gaussian:25"``), ``steps``, ``patch_size`` and ``batch_size`` have controls, the
+        others are kept in :attr:`extra`.
         """
-        known = {"mode", "noise", "steps", "patch_size", "batch_size", "sources", "validation"}
-        unknown = set(values) - known
+        import dataclasses
+
+        from ..settings import TrainSettings
+
+        fields = {f.name for f in dataclasses.fields(TrainSettings)}
+        unknown = set(values) - fields - {"sources", "validation"}
         if unknown:
             raise ValueError(f"unknown training setting(s): {', '.join(sorted(unknown))}")
+        controlled = {"mode", "noise", "steps", "patch_size", "batch_size"}
+        self.extra.update({k: v for k, v in values.items() if k in fields - controlled})
         if "mode" in values:
             self.mode_combo.setCurrentText(values["mode"])
         if "noise" in values:

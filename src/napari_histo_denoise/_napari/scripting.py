@@ -1,0 +1,137 @@
+"""Drive the plugin from a script: one call denoises (or trains on) a layer and waits.
+
+Both functions go through the ``Histo Denoise`` dock widget (opening it if needed), so a
+script runs exactly what a click runs, with the same progress bar, Cancel button and checks;
+the viewer stays responsive while they wait.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .runs import FINISHED, RunFailed
+
+if TYPE_CHECKING:
+    import napari
+
+    from ..training import TrainResult
+    from .widget import HistoDenoiseWidget
+
+PLUGIN = "napari-histo-denoise"
+
+
+def histo_denoise_widget(viewer: napari.Viewer) -> HistoDenoiseWidget:
+    """Open (or find) the ``Histo Denoise`` dock widget of ``viewer`` and return it."""
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Histo Denoise")
+    return widget
+
+
+def denoise_layer(
+    viewer: napari.Viewer,
+    layer_or_name: Any,
+    model: str = "basic",
+    weights: Any = None,
+    *,
+    timeout: float | None = None,
+    **settings: Any,
+) -> napari.layers.Image:
+    """Denoise an Image layer, wait, and return the new ``<name> [denoised: <model>]`` layer.
+
+    Parameters
+    ----------
+    viewer : napari.Viewer
+        The viewer holding the layer.
+    layer_or_name : napari.layers.Image or str
+        The layer to denoise (never modified).
+    model : {"basic", "deep"}
+        Architecture of the weights.
+    weights : str or Path
+        A weights file (``.safetensors``, or a PyTorch state-dict file).
+    timeout : float, optional
+        Seconds to wait at most (then TimeoutError; the run goes on).
+    **settings
+        The other fields of :class:`~napari_histo_denoise.settings.DenoiseSettings`:
+        ``tile_size``, ``overlap``, ``batch_size``, ``device``, ``precision``.
+
+    Returns
+    -------
+    napari.layers.Image
+
+    Raises
+    ------
+    ValueError
+        For an unknown layer or invalid settings (before anything runs).
+    RunFailed
+        When the run fails or is cancelled (the message says why; no layer is added).
+    """
+    from ..settings import DenoiseSettings
+
+    checked = DenoiseSettings(model=model, weights=weights, **settings)
+    widget = histo_denoise_widget(viewer)
+    widget.set_layer(layer_or_name)
+    widget.set_settings(checked)
+    return _wait(widget.run(), timeout)
+
+
+def train_layer(
+    viewer: napari.Viewer,
+    layers_or_names: Any,
+    model: str = "basic",
+    *,
+    validation: Any = None,
+    timeout: float | None = None,
+    **settings: Any,
+) -> TrainResult:
+    """Train on one or more Image layers, wait, and return the ``TrainResult``.
+
+    The trained weights are saved in the session folder and selected in the widget for
+    Denoise (``widget.train.last_trained.path``); ``widget.train.save_weights(path)`` keeps them.
+
+    Parameters
+    ----------
+    viewer : napari.Viewer
+        The viewer holding the layers.
+    layers_or_names : layer, name, or a list of them
+        Training images (clean in synthetic mode, noisy in self-supervised mode).
+    model : {"basic", "deep"}
+        Architecture to train.
+    validation : layer or name, optional
+        A clean image for validation PSNR/SSIM (the best weights are kept).
+    timeout : float, optional
+        Seconds to wait at most (then TimeoutError; the run goes on).
+    **settings
+        Fields of :class:`~napari_histo_denoise.settings.TrainSettings` (``mode``, ``noise``,
+        ``steps``, ``patch_size``, ``batch_size``, ``lr``, ``device``, ...).
+
+    Returns
+    -------
+    napari_histo_denoise.training.TrainResult
+
+    Raises
+    ------
+    ValueError
+        For unknown layers or invalid settings (before anything runs).
+    RunFailed
+        When training fails or is cancelled.
+    """
+    from ..settings import TrainSettings
+    from .layers import find_image_layer
+
+    TrainSettings(**settings)  # a clear ValueError now rather than a notification later
+    if isinstance(layers_or_names, (str, bytes)) or not hasattr(layers_or_names, "__iter__"):
+        layers_or_names = [layers_or_names]
+    names = [find_image_layer(viewer, x).name for x in layers_or_names]
+    val = None if validation is None else find_image_layer(viewer, validation).name
+    widget = histo_denoise_widget(viewer)
+    widget.set_settings(model=model)
+    widget.train.set_settings(sources=names, validation=val, **settings)
+    return _wait(widget.train.run(), timeout)
+
+
+def _wait(run: Any, timeout: float | None) -> Any:
+    if run is None:  # the widget refused to start (it has shown why)
+        raise RunFailed("the run did not start; see the notification")
+    result = run.wait(timeout)
+    if run.status != FINISHED:
+        raise RunFailed(run.message)
+    return result
