@@ -32,6 +32,8 @@ _EXPORTS = {
     "save_weights": "checkpoint",
     "load_model": "checkpoint",
     "parse_noise": "noise",
+    "evaluate": "evaluation",
+    "EvaluationReport": "evaluation",
     "denoise_layer": "_napari.scripting",
     "train_layer": "_napari.scripting",
 }
