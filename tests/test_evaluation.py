@@ -10,7 +10,7 @@ import torch
 from skimage import data, io
 from torch.nn import functional as F
 
-from napari_histo_denoise.checkpoint import save_weights
+from napari_histo_denoise.checkpoint import file_sha256, save_weights
 from napari_histo_denoise.cli import main
 from napari_histo_denoise.evaluation import available_baselines, evaluate
 from napari_histo_denoise.models import build_model
@@ -120,6 +120,8 @@ def test_weights_file_runs_through_the_engine(ihc, tmp_path):
     assert report.methods == ["noisy", "basic"]
     (row,) = _row(report, "basic")
     assert math.isfinite(row.psnr) and 0 <= row.ssim <= 1
+    assert report.settings["weights"]["sha256"] == file_sha256(path)
+    assert file_sha256(path) in report.to_markdown()
 
 
 def test_cbm3d_is_left_out_cleanly_without_bm3d(ihc, monkeypatch):

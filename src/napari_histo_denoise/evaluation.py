@@ -117,6 +117,9 @@ class EvaluationReport:
             + "; PSNR/SSIM from skimage.metrics, data_range 1.0. Bold: best PSNR of the line.",
             "",
         ]
+        weights = self.settings.get("weights")
+        if weights:
+            out[-1:] = [f"Weights: `{weights['path']}` (SHA-256 `{weights['sha256']}`).", ""]
         for sigma in dict.fromkeys(r.sigma for r in self.rows):
             out += [
                 f"### sigma {sigma:g} (PSNR dB / SSIM)",
@@ -125,24 +128,18 @@ class EvaluationReport:
                 "|---|---:|" + "---:|" * len(self.methods),
             ]
             for source in sources:
-                cells = [means.get((source, sigma, m)) for m in self.methods]
-                best = max((c["psnr"] for c in cells if c), default=None)
+                cells = [means[(source, sigma, m)] for m in self.methods]
+                best = max(c["psnr"] for c in cells)
                 text = [
-                    "-"
-                    if c is None
-                    else (f"**{c['psnr']:.2f}**" if c["psnr"] == best else f"{c['psnr']:.2f}")
+                    (f"**{c['psnr']:.2f}**" if c["psnr"] == best else f"{c['psnr']:.2f}")
                     + f" / {c['ssim']:.3f}"
                     for c in cells
                 ]
                 label = "**mean**" if source == ALL_SOURCES else source
                 n = means[(source, sigma, NOISY)]["crops"]
                 out.append(f"| {label} | {n} | " + " | ".join(text) + " |")
-            seconds = [means.get((ALL_SOURCES, sigma, m)) for m in self.methods]
-            out.append(
-                "| seconds per crop | | "
-                + " | ".join("-" if s is None else f"{s['seconds']:.2f}" for s in seconds)
-                + " |"
-            )
+            seconds = [means[(ALL_SOURCES, sigma, m)]["seconds"] for m in self.methods]
+            out.append("| seconds per crop | | " + " | ".join(f"{s:.2f}" for s in seconds) + " |")
             out.append("")
         return "\n".join(out).rstrip() + "\n"
 
@@ -224,6 +221,8 @@ def evaluate(
             if progress is not None:
                 progress(done, total)
     settings = {
+        "model": label if model is not None else None,
+        "weights": _weights_record(weights_or_model),
         "sigmas": list(sigmas),
         "crop": crop,
         "crops_per_image": crops_per_image if crop else 1,
@@ -301,6 +300,15 @@ def _resolve_model(weights_or_model: Any) -> tuple[Any, str]:
         )
     label = getattr(model, "architecture", None) or "model"
     return model, label
+
+
+def _weights_record(weights_or_model: Any) -> dict[str, str] | None:
+    """Path and SHA-256 of a weights file, so a report names exactly what it measured."""
+    if not isinstance(weights_or_model, str | os.PathLike):
+        return None
+    from .checkpoint import file_sha256
+
+    return {"path": str(weights_or_model), "sha256": file_sha256(weights_or_model)}
 
 
 def _model_runner(
