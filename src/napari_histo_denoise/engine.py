@@ -103,7 +103,7 @@ class _ModelSource:
             path = Path(weights).expanduser().resolve()
             if not path.is_file():
                 raise FileNotFoundError(f"weights file not found: {weights}")
-            return cls("path", str(path), model, f"file-{file_sha256(path)}")
+            return cls("path", str(path), model, f"file-{model}-{file_sha256(path)}")
         raise ValueError(
             f"weights must be a file path or a state dict, got {type(weights).__name__}"
         )
