@@ -65,6 +65,13 @@ def test_round_trip_gives_identical_outputs_and_metadata(basic, saved, patch):
         assert json.loads(fh.metadata()[METADATA_KEY])["mode"] == "synthetic"
 
 
+def test_device_is_validated(saved):
+    model, _ = load_model(saved, device="auto")
+    assert next(model.parameters()).device.type in ("cpu", "cuda", "mps")
+    with pytest.raises(ValueError, match="unknown device 'gpu7'"):
+        load_model(saved, device="gpu7")
+
+
 def test_caller_cannot_override_the_architecture(basic, tmp_path):
     path = save_weights(tmp_path / "w.safetensors", basic, {"architecture": "deep"})
     assert load_model(path)[1]["architecture"] == "basic"

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from . import __version__
+from .devices import resolve_device
 from .models import MODELS
 
 #: Header-metadata key under which our JSON metadata is stored.
@@ -127,7 +128,7 @@ def load_model(
         A safetensors file written by :func:`save_weights` (or any safetensors file
         with the seed's layer names), or a PyTorch ``.pt``/``.pth`` state dict.
     device : str or torch.device
-        Where to put the model.
+        Where to put the model: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
     architecture : {"basic", "deep"}, optional
         The architecture the caller expects; weights of the other one are refused.
         By default the file's metadata decides, else the state-dict keys.
@@ -145,6 +146,8 @@ def load_model(
         If the file is unsafe, truncated, not a weights file, or does not fit the model.
     FileNotFoundError
         If ``path`` does not exist.
+    ValueError
+        If ``device`` is unknown or not available here.
     """
     state_dict, metadata = read_weights(path)
     expected = architecture or metadata.get("architecture")
@@ -153,7 +156,7 @@ def load_model(
     except WeightsError as exc:
         raise WeightsError(f"{Path(path).name}: {exc}") from None
     metadata = {**metadata, "architecture": model.architecture}
-    return model.to(torch.device(device)).eval(), metadata
+    return model.to(resolve_device(device)).eval(), metadata
 
 
 def read_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
