@@ -120,10 +120,17 @@ class _ModelSource:
             model = model_from_state_dict(self.payload, self.architecture).to(device)
         else:
             model = self.payload
-            param = next(model.parameters(), None)
-            same_device = param is None or param.device == device
-            if model.training or channels_last or not same_device:
-                model = copy.deepcopy(model).to(device)
+            params = list(model.parameters())
+            ready = not model.training and all(p.device == device for p in params)
+            if channels_last:
+                ready = ready and all(
+                    p.is_contiguous(memory_format=torch.channels_last)
+                    for p in params
+                    if p.ndim == 4
+                )
+            if ready:
+                return model  # used as it is (e.g. already compiled for this device)
+            model = copy.deepcopy(model).to(device)
         model.eval()
         if channels_last:
             model = model.to(memory_format=torch.channels_last)
@@ -392,10 +399,7 @@ class _Runner:
         elif not pixels.flags.writeable:
             pixels = pixels.copy()
         tensor = torch.from_numpy(np.ascontiguousarray(pixels))
-        device = self.prepared.device
-        if device.type == "cuda":
-            tensor = tensor.pin_memory().to(device, non_blocking=True)
-        tensor = tensor.to(device, torch.float32)
+        tensor = tensor.to(self.prepared.device).to(torch.float32)
         if self.scale != 1.0:
             tensor = tensor.div_(self.scale)
         else:
@@ -461,13 +465,17 @@ def _make_run(image: Any, model: Any, weights: Any, progress: Any, cancel: Any, 
     return _Run(image, settings, progress, cancel)
 
 
-def _finish_band(run: _Run, rows: np.ndarray, index: int) -> tuple:
-    parts = run.band_parts(run.pad_band(rows, run.bands[index]), index)
+def drain(events: Generator[Any, None, Any]) -> Any:
+    """Run a generator such as :func:`iter_denoise` to the end and return its return value."""
     while True:
         try:
-            next(parts)
+            next(events)
         except StopIteration as stop:
             return stop.value
+
+
+def _finish_band(run: _Run, rows: np.ndarray, index: int) -> tuple:
+    return drain(run.band_parts(run.pad_band(rows, run.bands[index]), index))
 
 
 def denoise(
@@ -659,8 +667,7 @@ def denoise_to_zarr(
         array = zarr.create_array(
             store=str(partial), shape=layout.shape, dtype=layout.dtype, chunks=chunks
         )
-        for _ in _iter_bands(run, image, array):
-            pass
+        drain(_iter_bands(run, image, array))
         if target.exists():
             shutil.rmtree(target) if target.is_dir() else target.unlink()
         partial.rename(target)

@@ -1,0 +1,344 @@
+"""Benchmark of the tiled denoising engine (run: ``histo-denoise bench`` or this file).
+
+Sections (each prints a markdown table; ``--json`` also writes the figures):
+
+- ``cpu``: the bare model forward on the pixels of a 2048 x 2048 RGB uint8 image (as
+  non-overlapping 1024 x 1024 tiles) against the engine end to end on the same image
+  (uint8 in, uint8 out, overlap included), side by side in one run.
+- ``rss``: a 16384 x 16384 x 3 uint8 zarr on disk denoised into a zarr on disk with a tiny
+  module, in a child process whose peak RSS is reported.
+- ``gpu`` (only where CUDA works): 16384 x 16384 RGB uint8, host in and host out, basic and
+  deep, bf16 + channels_last (``--compile`` adds torch.compile), the bare forward for
+  comparison, PSNR against the fp32 CPU result on a 512 x 512 crop, and MONAI's
+  ``sliding_window_inference`` on the same model when monai is installed.
+
+Random weights are fine for throughput: the work does not depend on the weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+# torch and the engine are imported lazily (``histo-denoise --help`` loads this file).
+SVS = Path(__file__).resolve().parents[1] / "src/napari_histo_denoise/data/cmu1_small_region.svs"
+
+
+def histology(size: int) -> np.ndarray:
+    """A size x size RGB uint8 image tiled from the bundled CMU-1 H&E region (real texture)."""
+    import tifffile
+
+    region = tifffile.imread(SVS, key=0)[:2048, :2048]
+    reps = math.ceil(size / region.shape[0]), math.ceil(size / region.shape[1]), 1
+    return np.ascontiguousarray(np.tile(region, reps)[:size, :size])
+
+
+def tiny_module():
+    """A 3 x 3 convolution close to the identity (the stand-in for scale tests)."""
+    import torch
+    from torch import nn
+
+    conv = nn.Conv2d(3, 3, 3, padding=1)
+    with torch.no_grad():
+        conv.weight.zero_()
+        conv.weight[range(3), range(3), 1, 1] = 1.0
+        conv.bias.zero_()
+    return conv.eval()
+
+
+def bare_forward(model, image: np.ndarray, tile: int, device, dtype) -> float:
+    """Seconds for the model alone on the image's pixels as non-overlapping tiles (batch 1)."""
+    import torch
+
+    x = torch.from_numpy(image).permute(2, 0, 1).float().div(255)
+    size = image.shape[0]
+    autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
+    start = time.perf_counter()
+    with torch.inference_mode(), autocast:
+        for y in range(0, size, tile):
+            for x0 in range(0, size, tile):
+                batch = x[None, :, y : y + tile, x0 : x0 + tile].to(device)
+                if device.type == "cuda":
+                    batch = batch.contiguous(memory_format=torch.channels_last)
+                model(batch).float().cpu()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def timed_engine(image, model, **options) -> float:
+    import torch
+
+    from napari_histo_denoise import engine
+
+    start = time.perf_counter()
+    result = engine.drain(engine.iter_denoise(image, model, **options))
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    assert result.shape == image.shape and result.dtype == image.dtype
+    return time.perf_counter() - start
+
+
+def section_cpu(args) -> list[dict]:
+    import torch
+
+    from napari_histo_denoise import engine
+    from napari_histo_denoise.models import build_model
+
+    size, tile = args.cpu_size, args.cpu_tile
+    image = histology(size)
+    torch.manual_seed(0)
+    model = build_model("basic").eval()
+    cpu = torch.device("cpu")
+    rows = []
+    bare_tile = min(size, 1024)
+    bare = bare_forward(model, image, bare_tile, cpu, torch.float32)
+    grid = engine.axis_grid(size, tile, args.overlap)
+    computed = (len(grid.starts) * grid.tile) ** 2
+    options = {"tile_size": tile, "overlap": args.overlap, "device": "cpu", "batch_size": 1}
+    took = timed_engine(image, model, **options)
+    mpx = size * size / 1e6
+    rows.append(
+        {
+            "what": f"bare forward, {bare_tile}^2 tiles, no overlap",
+            "s": bare,
+            "Mpx/s": mpx / bare,
+            "ratio": 1.0,
+        }
+    )
+    rows.append(
+        {
+            "what": f"engine end to end, tile {tile}, overlap {args.overlap} "
+            f"({computed / size**2:.3f}x pixels computed)",
+            "s": took,
+            "Mpx/s": mpx / took,
+            "ratio": bare / took,
+        }
+    )
+    return rows
+
+
+def rss_child(path: str, out: str, tile: int, overlap: int) -> None:
+    import zarr
+
+    from napari_histo_denoise import engine
+
+    source = zarr.open_array(path, mode="r")
+    start = time.perf_counter()
+    engine.denoise_to_zarr(
+        source, out, tiny_module(), tile_size=tile, overlap=overlap, device="cpu"
+    )
+    took = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
+    print(json.dumps({"s": took, "peak_rss_bytes": peak}))
+
+
+def section_rss(args) -> list[dict]:
+    import zarr
+
+    size = args.rss_size
+    with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
+        path = Path(tmp) / "in.zarr"
+        source = zarr.create_array(
+            path, shape=(size, size, 3), dtype="uint8", chunks=(1024, 1024, 3)
+        )
+        block = histology(min(size, 2048))
+        step = block.shape[0]
+        for y in range(0, size, step):
+            for x in range(0, size, step):
+                source[y : y + step, x : x + step] = block[: size - y, : size - x]
+        child = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "rss-child",
+                str(path),
+                str(Path(tmp) / "out.zarr"),
+                str(args.tile),
+                str(args.overlap),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        figures = json.loads(child.stdout.strip().splitlines()[-1])
+        check = zarr.open_array(Path(tmp) / "out.zarr", mode="r")
+        assert check.shape == (size, size, 3)
+    return [
+        {
+            "what": f"{size}^2 x 3 uint8 zarr -> zarr, tiny module, tile {args.tile}, "
+            f"overlap {args.overlap}",
+            "s": figures["s"],
+            "Mpx/s": size * size / 1e6 / figures["s"],
+            "peak RSS (GB)": figures["peak_rss_bytes"] / 1e9,
+        }
+    ]
+
+
+def section_gpu(args) -> list[dict]:
+    import torch
+    from skimage.metrics import peak_signal_noise_ratio
+
+    from napari_histo_denoise import engine
+    from napari_histo_denoise.models import build_model
+
+    device = torch.device("cuda")
+    size, tile = args.gpu_size, args.gpu_tile
+    image = histology(size)
+    crop = image[:512, :512]
+    rows = []
+    for name in ("basic", "deep"):
+        torch.manual_seed(0)
+        model = build_model(name).eval()
+        reference = engine.drain(
+            engine.iter_denoise(
+                crop, model, tile_size=256, overlap=32, device="cpu", precision="fp32"
+            )
+        )
+        gpu_model = model.to(device).to(memory_format=torch.channels_last)
+        if args.compile:
+            gpu_model = torch.compile(gpu_model)
+        options = {
+            "tile_size": tile,
+            "overlap": args.overlap,
+            "device": "cuda",
+            "precision": "bf16",
+        }
+        timed_engine(image[:2048, :2048], gpu_model, **options)  # warm-up (and compile)
+        took = timed_engine(image, gpu_model, **options)
+        result = engine.drain(
+            engine.iter_denoise(
+                crop, gpu_model, tile_size=256, overlap=32, device="cuda", precision="bf16"
+            )
+        )
+        psnr = peak_signal_noise_ratio(reference, result, data_range=255)
+        bare = bare_forward(gpu_model, image[:8192, :8192], tile, device, torch.bfloat16)
+        mpx = size * size / 1e6
+        label = f"{name}, bf16 + channels_last{' + compile' if args.compile else ''}"
+        rows.append(
+            {
+                "what": f"engine {label}, tile {tile}, overlap {args.overlap}",
+                "s": took,
+                "Mpx/s": mpx / took,
+                "PSNR vs fp32 CPU (dB)": psnr,
+            }
+        )
+        rows.append(
+            {
+                "what": f"bare forward {label}, {tile}^2 tiles, batch 1, 8192^2",
+                "s": bare,
+                "Mpx/s": 8192**2 / 1e6 / bare,
+            }
+        )
+        if name == "basic":
+            rows += monai_rows(gpu_model, image[:8192, :8192], device)
+        engine.clear_model_cache()
+    return rows
+
+
+def monai_rows(model, image: np.ndarray, device) -> list[dict]:
+    import torch
+
+    try:
+        from monai.inferers import sliding_window_inference
+    except ImportError:
+        return [{"what": "MONAI sliding_window_inference: monai not installed", "s": float("nan")}]
+    x = torch.from_numpy(image).to(device).permute(2, 0, 1)[None].float().div(255)
+    with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16):
+        sliding_window_inference(x[..., :1024, :1024], (256, 256), 64, model, overlap=0.25)
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        sliding_window_inference(x, (256, 256), 64, model, overlap=0.25, mode="gaussian")
+        torch.cuda.synchronize()
+    took = time.perf_counter() - start
+    return [
+        {
+            "what": "MONAI sliding_window_inference, basic, 8192^2 already on GPU, "
+            "overlap 0.25, bf16, batch 64",
+            "s": took,
+            "Mpx/s": image.shape[0] ** 2 / 1e6 / took,
+        }
+    ]
+
+
+def table(title: str, rows: list[dict]) -> str:
+    keys = list(dict.fromkeys(k for row in rows for k in row))
+    lines = [f"### {title}", "", "| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    for row in rows:
+        cells = [
+            f"{v:.3g}" if isinstance(v, float) else str(v) for v in (row.get(k, "") for k in keys)
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Add the benchmark's options to ``p`` (shared with ``histo-denoise bench``)."""
+    p.add_argument(
+        "--sections",
+        default="cpu,rss,gpu",
+        help="comma-separated: cpu, rss, gpu (gpu is skipped without CUDA)",
+    )
+    p.add_argument("--cpu-size", type=int, default=2048)
+    p.add_argument(
+        "--cpu-tile",
+        type=int,
+        default=1040,
+        help="2 x 2 tiles of 1040 with 32 overlap cover 2048 exactly",
+    )
+    p.add_argument("--rss-size", type=int, default=16384)
+    p.add_argument("--tile", type=int, default=256, help="tile of the rss section")
+    p.add_argument("--overlap", type=int, default=32)
+    p.add_argument("--gpu-size", type=int, default=16384)
+    p.add_argument("--gpu-tile", type=int, default=1024)
+    p.add_argument("--compile", action="store_true", help="torch.compile the GPU models")
+    p.add_argument("--tmp", default=None, help="folder for the rss section's zarr files")
+    p.add_argument("--json", type=Path, help="also write the figures here")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["rss-child"]:
+        rss_child(argv[1], argv[2], int(argv[3]), int(argv[4]))
+        return 0
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_arguments(p)
+    return run(p.parse_args(argv))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the chosen sections and print their tables."""
+    import torch
+
+    wanted = [s.strip() for s in args.sections.split(",") if s.strip()]
+    sections = {"cpu": section_cpu, "rss": section_rss, "gpu": section_gpu}
+    unknown = set(wanted) - set(sections)
+    if unknown:
+        raise SystemExit(f"unknown sections: {', '.join(sorted(unknown))}")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, "
+        f"CUDA: {torch.cuda.get_device_name() if torch.cuda.is_available() else 'none'}"
+    )
+    figures = {}
+    for name in wanted:
+        if name == "gpu" and not torch.cuda.is_available():
+            print("\n(gpu section skipped: CUDA is not available here)")
+            continue
+        figures[name] = sections[name](args)
+        print("\n" + table(name, figures[name]), flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,93 @@
+"""``histo-denoise denoise``: denoise a TIFF/PNG/JPEG/zarr image from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+#: Output suffixes and how they are written.
+ZARR_SUFFIXES = (".zarr",)
+TIFF_SUFFIXES = (".tif", ".tiff")
+PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``denoise`` subcommand."""
+    parser = subparsers.add_parser(
+        "denoise",
+        help="denoise an image or whole slide (TIFF/SVS, PNG, JPEG, zarr) tile by tile",
+        description="Denoise INPUT with trained weights and write OUTPUT (.zarr streams band "
+        "by band with bounded memory; .tif/.tiff/.png/.jpg hold the result in memory). For a "
+        "pyramid the full-resolution level is denoised.",
+    )
+    parser.add_argument("input", type=Path, help="image to denoise")
+    parser.add_argument("-o", "--output", type=Path, required=True, help="where to write")
+    parser.add_argument("--model", choices=("basic", "deep"), default="basic")
+    parser.add_argument("--weights", type=Path, required=True, help="trained weights file")
+    parser.add_argument("--tile-size", type=int, default=256, metavar="PX")
+    parser.add_argument("--overlap", type=int, default=32, metavar="PX")
+    parser.add_argument("--batch-size", type=int, default=None, help="default: automatic")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(run=run)
+
+
+def _bar(done: int, total: int) -> None:
+    width = 30
+    filled = width * done // max(total, 1)
+    end = "\n" if done >= total else ""
+    print(
+        f"\rdenoising [{'#' * filled}{'.' * (width - filled)}] {done}/{total} tiles",
+        end=end,
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Read the input, denoise it, write the output."""
+    from ..engine import denoise_to_zarr, drain, iter_denoise
+    from ..io import read_image
+
+    output: Path = args.output
+    suffix = output.suffix.lower()
+    if suffix not in ZARR_SUFFIXES + TIFF_SUFFIXES + PICTURE_SUFFIXES:
+        raise ValueError(
+            f"unsupported output {output.name!r}; use .zarr, .tif, .tiff, .png, .jpg or .jpeg"
+        )
+    if output.exists() and not args.overwrite:
+        raise ValueError(f"{output} exists; pass --overwrite to replace it")
+    data, _meta = read_image(args.input)
+    image = data[0] if isinstance(data, list) else data
+    options = {
+        "tile_size": args.tile_size,
+        "overlap": args.overlap,
+        "batch_size": args.batch_size,
+        "device": args.device,
+        "precision": args.precision,
+        "progress": None if args.quiet else _bar,
+    }
+    if suffix in ZARR_SUFFIXES:
+        denoise_to_zarr(
+            image, output, args.model, args.weights, overwrite=args.overwrite, **options
+        )
+    else:
+        _write(output, drain(iter_denoise(image, args.model, args.weights, **options)))
+    print(f"wrote {output}")
+    return 0
+
+
+def _write(path: Path, result) -> None:
+    """Write a finished numpy result as TIFF or as a picture."""
+    if path.suffix.lower() in TIFF_SUFFIXES:
+        import tifffile
+
+        rgb = result.ndim == 3 and result.shape[-1] in (3, 4)
+        tifffile.imwrite(path, result, photometric="rgb" if rgb else "minisblack")
+    else:
+        from skimage import io as skio
+
+        skio.imsave(path, result, check_contrast=False)
