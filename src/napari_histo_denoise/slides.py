@@ -14,8 +14,8 @@ resumes where it stopped.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
-import json
 import math
 import os
 import shutil
@@ -37,10 +37,11 @@ MIN_LEVEL_SIDE = 1024
 MASK_SIDE = 2048
 #: Mean brightness (fraction of the dtype's range) the bright Otsu class must reach to be
 #: glass; below it the image has no background and all of it is tissue.
-GLASS_BRIGHTNESS = 0.75
+GLASS_BRIGHTNESS = 0.88
 #: OME-NGFF version of the stores written here (zarr format 2).
 NGFF_VERSION = "0.4"
-_STATE_FILE = "histo_denoise_progress.json"
+#: Group attribute of a ``.partial`` store that records the run and its finished blocks.
+_STATE_KEY = "histo_denoise_progress"
 
 
 # --------------------------------------------------------------------------- pyramids
@@ -459,34 +460,48 @@ def _grow(region: tuple[slice, slice], halo: int, shape: tuple[int, ...]) -> tup
 
 def _fingerprint(model: Any, weights: Any) -> str:
     """A short identity of the model and weights, so a resume never mixes two models."""
-    digest = hashlib.sha256()
+    digest = hashlib.sha256(str(model if isinstance(model, str) else type(model)).encode())
     if isinstance(weights, (str, os.PathLike)):
-        stat = Path(weights).stat()
-        digest.update(f"{Path(weights).resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode())
-    source = weights if isinstance(weights, dict) else None
-    if source is None and hasattr(model, "state_dict"):
-        source = model.state_dict()
-    if source is not None:
-        for key in sorted(source):
+        from .checkpoint import file_sha256
+
+        digest.update(file_sha256(weights).encode())
+    state = weights if weights is not None else getattr(model, "state_dict", dict)()
+    if isinstance(state, dict):
+        for key in sorted(state):
             digest.update(key.encode())
-            digest.update(source[key].detach().cpu().numpy().tobytes())
-    digest.update(str(model if isinstance(model, str) else type(model).__name__).encode())
+            digest.update(state[key].detach().cpu().numpy().tobytes())
     return digest.hexdigest()[:16]
 
 
-def _load_state(partial: Path, signature: dict[str, Any]) -> set[int]:
-    state_file = partial / _STATE_FILE
-    if not state_file.exists():
+def _cancelled(cancel: Any) -> bool:
+    if cancel is None:
+        return False
+    return cancel.is_set() if hasattr(cancel, "is_set") else bool(cancel())
+
+
+def _finished_blocks(partial: Path, signature: dict[str, Any]) -> set[int]:
+    """Blocks a previous run of the same job finished in ``partial`` (none if another job)."""
+    import zarr
+
+    try:
+        state = dict(zarr.open_group(str(partial), mode="r").attrs).get(_STATE_KEY, {})
+    except (FileNotFoundError, ValueError, KeyError, TypeError):  # missing or damaged store
         return set()
-    state = json.loads(state_file.read_text(encoding="utf-8"))
-    return set(state["done"]) if state.get("signature") == signature else set()
+    return set(state.get("done", ())) if state.get("signature") == signature else set()
 
 
-def _save_state(partial: Path, signature: dict[str, Any], done: set[int]) -> None:
-    state_file = partial / _STATE_FILE
-    tmp = state_file.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"signature": signature, "done": sorted(done)}), encoding="utf-8")
-    os.replace(tmp, state_file)
+def _save_state(group: Any, signature: dict[str, Any], done: set[int]) -> None:
+    group.attrs[_STATE_KEY] = {"signature": signature, "done": sorted(done)}
+
+
+def default_block_size(tile_size: int, overlap: int) -> int:
+    """Block edge near ``BLOCK_SIZE`` whose block plus halo is a whole number of engine tiles.
+
+    A block with its halo of ``overlap`` on each side then costs no more tiles per pixel
+    than the whole slide in one piece would.
+    """
+    stride = tile_size - overlap
+    return max(1, round(BLOCK_SIZE / stride)) * stride - overlap
 
 
 def iter_denoise_slide(
@@ -502,11 +517,11 @@ def iter_denoise_slide(
     batch_size: int | None = None,
     device: str = "auto",
     precision: str = "auto",
-    cancel: Callable[[], bool] | None = None,
+    cancel: Any = None,
     resume: bool = True,
     mpp: float | None = None,
     n_levels: int | None = None,
-    block_size: int = BLOCK_SIZE,
+    block_size: int | None = None,
     overwrite: bool = False,
 ) -> Generator[Any, None, Path]:
     """Denoise a slide into an OME-Zarr pyramid, yielding progress; see :func:`denoise_slide`.
@@ -522,11 +537,28 @@ def iter_denoise_slide(
         ``out``, once complete.
     """
     from .engine import Cancelled, Progress, iter_denoise
+    from .settings import DenoiseSettings
 
     out = Path(out)
     _check_target(out, overwrite)
-    if block_size < 16 or block_size % 16:
-        raise ValueError(f"block_size must be a positive multiple of 16, got {block_size}")
+    # Validate every engine setting now, before any mask or file is made.
+    settings = DenoiseSettings(
+        model=model,
+        weights=weights,
+        tile_size=tile_size,
+        overlap=overlap,
+        batch_size=batch_size,
+        device=device,
+        precision=precision,
+    )
+    options = {
+        f.name: getattr(settings, f.name)
+        for f in dataclasses.fields(settings)
+        if f.name not in ("model", "weights")
+    }
+    block_size = block_size or default_block_size(tile_size, overlap)
+    if block_size < 16:
+        raise ValueError(f"block_size must be at least 16 pixels, got {block_size}")
     meta: dict[str, Any] = {}
     if isinstance(path_or_levels, (str, os.PathLike)):
         data, meta = read_image(path_or_levels)
@@ -547,9 +579,6 @@ def iter_denoise_slide(
         tissue = tissue_mask(levels)
     else:
         tissue = None
-    if isinstance(model, str) and weights is None:
-        raise ValueError(f"model {model!r} needs weights (a .safetensors path or a state dict)")
-    model, weights = _prepared_model(model, weights, device)
 
     signature = {
         "shape": list(level0.shape),
@@ -562,15 +591,15 @@ def iter_denoise_slide(
         "mask": None if tissue is None else hashlib.sha256(np.packbits(tissue)).hexdigest()[:16],
     }
     partial = _partial(out)
-    done = _load_state(partial, signature) if resume and partial.exists() else set()
+    done = _finished_blocks(partial, signature) if resume and partial.exists() else set()
     if not done:
         _remove(partial)
     group = _open_group(partial)
-    target = (
-        group["0"] if done else _create_level(group, 0, level0.shape, level0.dtype, block_size)
-    )
-    if not done:
-        _save_state(partial, signature, done)
+    if done:
+        target = group["0"]
+    else:
+        target = _create_level(group, 0, level0.shape, level0.dtype, block_size)
+        _save_state(group, signature, done)
 
     blocks = _blocks(level0.shape, block_size)
     total = int(level0.shape[0] * level0.shape[1])
@@ -581,23 +610,13 @@ def iter_denoise_slide(
     for index, (y, x) in enumerate(blocks):
         if index in done:
             continue
-        if cancel is not None and cancel():
+        if _cancelled(cancel):
             raise Cancelled("slide denoising cancelled; run again to resume")
         pixels = (y.stop - y.start) * (x.stop - x.start)
         if tissue is None or _has_tissue(tissue, level0.shape, y, x):
             gy, gx = _grow((y, x), overlap, level0.shape)
             source = np.asarray(level0[gy, gx].compute())
-            runner = iter_denoise(
-                source,
-                model,
-                weights,
-                tile_size=tile_size,
-                overlap=overlap,
-                batch_size=batch_size,
-                device=device,
-                precision=precision,
-                cancel=cancel,
-            )
+            runner = iter_denoise(source, model, weights, cancel=cancel, **options)
             while True:
                 try:
                     step = next(runner)
@@ -615,25 +634,15 @@ def iter_denoise_slide(
             block = np.asarray(level0[y, x].compute())
         target[:, y, x] = np.moveaxis(block.astype(level0.dtype, copy=False), -1, 0)
         done.add(index)
-        _save_state(partial, signature, done)
+        _save_state(group, signature, done)
         finished += pixels
         yield Progress(finished, total, time.perf_counter() - start)
 
     name = meta.get("name") or out.name.split(".")[0]
     _finish_ome_zarr(group, pyramid_depth(level0.shape, n_levels), mpp, name, block_size)
-    (partial / _STATE_FILE).unlink()
+    del group.attrs[_STATE_KEY]
     _publish(partial, out)
     return out
-
-
-def _prepared_model(model: Any, weights: Any, device: str) -> tuple[Any, Any]:
-    """Load named-model weights once, not once per block."""
-    if isinstance(model, str) and isinstance(weights, (str, os.PathLike)):
-        from .checkpoint import load_model
-
-        loaded, _ = load_model(weights, device="cpu")
-        return loaded, None
-    return model, weights
 
 
 def denoise_slide(
@@ -649,12 +658,12 @@ def denoise_slide(
     batch_size: int | None = None,
     device: str = "auto",
     precision: str = "auto",
-    progress: Callable[[Any], None] | None = None,
-    cancel: Callable[[], bool] | None = None,
+    progress: Callable[[int, int], object] | None = None,
+    cancel: Any = None,
     resume: bool = True,
     mpp: float | None = None,
     n_levels: int | None = None,
-    block_size: int = BLOCK_SIZE,
+    block_size: int | None = None,
     overwrite: bool = False,
 ) -> Path:
     """Denoise a whole slide (level 0) into a pyramidal OME-Zarr store on disk.
@@ -680,10 +689,10 @@ def denoise_slide(
     tile_size, overlap, batch_size, device, precision
         Passed to the engine. ``overlap`` is also the halo of context around each block.
     progress : callable, optional
-        Called with each ``engine.Progress`` (``done``/``total`` in level-0 pixels).
-    cancel : callable, optional
-        Polled between batches; when it returns True, ``engine.Cancelled`` is raised and
-        ``<out>.partial`` is kept for a resume.
+        Called as ``progress(done, total)`` (level-0 pixels) after each batch and block.
+    cancel : threading.Event or callable, optional
+        Checked between batches; when set (or returning True) ``engine.Cancelled`` is
+        raised and ``<out>.partial`` is kept for a resume.
     resume : bool
         Continue a previous run of the same input and settings from ``<out>.partial``
         (finished blocks are skipped); False starts afresh.
@@ -691,8 +700,9 @@ def denoise_slide(
         Microns per pixel (default: from the file's metadata).
     n_levels : int, optional
         Pyramid depth (default: halve until the longest side is at most ``MIN_LEVEL_SIDE``).
-    block_size : int
+    block_size : int, optional
         Edge of the level-0 blocks (and output chunks); memory is bounded by one block.
+        Default: :func:`default_block_size` (1088 for 256-pixel tiles with 32 overlap).
     overwrite : bool
         Replace ``out`` if it exists (otherwise a ValueError).
 
@@ -726,4 +736,4 @@ def denoise_slide(
         except StopIteration as result:
             return result.value
         if progress is not None:
-            progress(step)
+            progress(step.done, step.total)
