@@ -13,7 +13,7 @@ from skimage import data
 from skimage.transform import downscale_local_mean
 
 import napari_histo_denoise
-from napari_histo_denoise.engine import Cancelled, iter_denoise
+from napari_histo_denoise.engine import Cancelled, drain, iter_denoise
 from napari_histo_denoise.io import ImageReadError, read_image
 from napari_histo_denoise.slides import (
     default_block_size,
@@ -61,15 +61,6 @@ def slide70(ihc):
     image = rng.normal(242, 4, size=(480, 640, 3)).clip(0, 255).astype(np.uint8)
     image[:, :192] = ihc[:480, :192]
     return image
-
-
-def _run(image, **kwargs):
-    runner = iter_denoise(image, **kwargs)
-    while True:
-        try:
-            next(runner)
-        except StopIteration as stop:
-            return stop.value
 
 
 def _kw(model):
@@ -178,7 +169,7 @@ def test_slide_denoising_matches_the_engine_on_the_whole_image(tmp_path, ihc, bl
     )
     levels, meta = read_image(out)
     assert meta["mpp"] == 0.5 and len(levels) == 2
-    np.testing.assert_array_equal(levels[0].compute(), _run(ihc, **_kw(blur)))
+    np.testing.assert_array_equal(levels[0].compute(), drain(iter_denoise(ihc, **_kw(blur))))
     np.testing.assert_array_equal(levels[1].compute(), downsample2(levels[0]).compute())
 
 
@@ -292,3 +283,23 @@ def test_default_blocks_with_their_halo_are_whole_tiles(tile, overlap):
     block = default_block_size(tile, overlap)
     assert 512 <= block <= 1536
     assert (block + 2 * overlap - overlap) % (tile - overlap) == 0
+
+
+def test_cli_denoises_a_slide_into_an_ome_zarr_pyramid(tmp_path, capsys):
+    from napari_histo_denoise.checkpoint import save_weights
+    from napari_histo_denoise.cli import main
+    from napari_histo_denoise.models import build_model
+
+    torch.manual_seed(0)
+    weights = save_weights(tmp_path / "w.safetensors", build_model("basic"))
+    image, _ = read_image(CMU1)
+    slide = write_ome_tiff(image[:96, :160], tmp_path / "slide.ome.tif", mpp=0.499, tile=32)
+    out = tmp_path / "out.ome.zarr"
+    args = ["denoise", str(slide), "-o", str(out), "--weights", str(weights), "--tissue-only"]
+    args += ["--tile-size", "64", "--overlap", "16", "--device", "cpu"]
+    assert main(args) == 0
+    assert "pixels" in capsys.readouterr().err  # the progress bar
+    result, meta = read_image(out)
+    assert result.shape == (96, 160, 3) and meta["mpp"] == pytest.approx(0.499)
+    assert main([*args[:3], str(tmp_path / "out.png"), *args[4:]]) == 2
+    assert "--tissue-only writes an OME-Zarr" in capsys.readouterr().err

@@ -30,17 +30,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch-size", type=int, default=None, help="default: automatic")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto")
+    parser.add_argument(
+        "--tissue-only",
+        action="store_true",
+        help="denoise only blocks with tissue (Otsu on a low-resolution level); background "
+        "blocks are copied unchanged (needs a .zarr / .ome.zarr output)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(run=run)
 
 
-def _bar(done: int, total: int) -> None:
+def _bar(done: int, total: int, unit: str = "tiles") -> None:
     width = 30
     filled = width * done // max(total, 1)
     end = "\n" if done >= total else ""
     print(
-        f"\rdenoising [{'#' * filled}{'.' * (width - filled)}] {done}/{total} tiles",
+        f"\rdenoising [{'#' * filled}{'.' * (width - filled)}] {done}/{total} {unit}",
         end=end,
         file=sys.stderr,
         flush=True,
@@ -60,8 +66,12 @@ def run(args: argparse.Namespace) -> int:
         )
     if output.exists() and not args.overwrite:
         raise ValueError(f"{output} exists; pass --overwrite to replace it")
+    if args.tissue_only and suffix not in ZARR_SUFFIXES:
+        raise ValueError("--tissue-only writes an OME-Zarr pyramid: use -o NAME.ome.zarr")
     data, _meta = read_image(args.input)
     image = data[0] if isinstance(data, list) else data
+    if suffix in ZARR_SUFFIXES and image.ndim == 3 and image.shape[-1] == 3:
+        return _run_slide(args)
     options = {
         "tile_size": args.tile_size,
         "overlap": args.overlap,
@@ -91,3 +101,25 @@ def _write(path: Path, result) -> None:
         from skimage import io as skio
 
         skio.imsave(path, result, check_contrast=False)
+
+
+def _run_slide(args: argparse.Namespace) -> int:
+    """RGB image or slide to .zarr: block by block into a resumable OME-Zarr pyramid."""
+    from ..slides import denoise_slide
+
+    denoise_slide(
+        args.input,
+        args.output,
+        model=args.model,
+        weights=args.weights,
+        tissue_only=args.tissue_only,
+        tile_size=args.tile_size,
+        overlap=args.overlap,
+        batch_size=args.batch_size,
+        device=args.device,
+        precision=args.precision,
+        progress=None if args.quiet else lambda done, total: _bar(done, total, "pixels"),
+        overwrite=args.overwrite,
+    )
+    print(f"wrote {args.output} (OME-Zarr pyramid)")
+    return 0
