@@ -34,6 +34,13 @@ _EXPORTS = {
     "parse_noise": "noise",
     "evaluate": "evaluation",
     "EvaluationReport": "evaluation",
+    "read_image": "io",
+    "ImageReadError": "io",
+    "denoise_slide": "slides",
+    "iter_denoise_slide": "slides",
+    "write_ome_zarr": "slides",
+    "write_ome_tiff": "slides",
+    "tissue_mask": "slides",
     "denoise_layer": "_napari.scripting",
     "train_layer": "_napari.scripting",
 }
