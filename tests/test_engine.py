@@ -210,12 +210,17 @@ def test_named_model_needs_weights_and_known_name():
         denoise(image, "basic", weights="/nonexistent/w.safetensors")
 
 
-def test_weights_file_and_state_dict(tmp_path):
+@pytest.fixture(scope="module")
+def basic_weights(tmp_path_factory):
     from napari_histo_denoise.checkpoint import save_weights
 
     torch.manual_seed(1)
     model = build_model("basic").eval()
-    path = save_weights(tmp_path / "w.safetensors", model)
+    return model, save_weights(tmp_path_factory.mktemp("w") / "w.safetensors", model)
+
+
+def test_weights_file_and_state_dict(basic_weights):
+    model, path = basic_weights
     image = _image((48, 40, 3), np.uint8)
     expected = denoise(image, model, tile_size=64, overlap=16).compute()
     from_file = denoise(image, "basic", path, tile_size=64, overlap=16).compute()
@@ -344,3 +349,44 @@ def test_core_imports_no_gui():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_cli_denoise_picture_tiff_and_zarr(tmp_path, basic_weights, capsys):
+    from skimage import data
+    from skimage import io as skio
+
+    from napari_histo_denoise.cli import main
+    from napari_histo_denoise.io import read_image
+
+    _, weights = basic_weights
+    picture = data.immunohistochemistry()[100:160, 200:270]
+    source = tmp_path / "ihc.png"
+    skio.imsave(source, picture, check_contrast=False)
+    expected = denoise(picture, "basic", weights, tile_size=64, overlap=16).compute()
+    common = ["--weights", str(weights), "--tile-size", "64", "--overlap", "16"]
+    assert main(["denoise", str(source), "-o", str(tmp_path / "out.tif"), *common]) == 0
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "out.tif"), expected)
+    assert "tiles" in capsys.readouterr().err  # the progress bar
+    assert main(["denoise", str(source), "-o", str(tmp_path / "out.zarr"), *common]) == 0
+    data, _ = read_image(tmp_path / "out.zarr")  # RGB to .zarr: an OME-Zarr pyramid
+    np.testing.assert_array_equal(
+        np.asarray(data[0] if isinstance(data, list) else data), expected
+    )
+    assert main(["denoise", str(source), "-o", str(tmp_path / "out.tif"), *common]) == 2
+    assert "exists" in capsys.readouterr().err
+    assert (
+        main(
+            [
+                "denoise",
+                str(source),
+                "-o",
+                str(tmp_path / "x.tif"),
+                "--weights",
+                str(weights),
+                "--tile-size",
+                "100",
+            ]
+        )
+        == 2
+    )
+    assert "multiple of 16" in capsys.readouterr().err
