@@ -1,0 +1,505 @@
+"""Train the basic or deep model: synthetic noise on clean images, or Neighbor2Neighbor.
+
+One implementation, two ways to drive it: :func:`iter_train` is a generator that
+yields a :class:`TrainProgress` after every step and returns the
+:class:`TrainResult` (the napari widget wraps it in a thread worker, the CLI drives
+it with a progress bar); :func:`train` runs it to the end.
+
+Loss: mean squared error in both modes. PSNR, the figure users compare, is a
+function of the MSE, so L2 optimises it directly and its minimiser is the mean of
+the clean images given the noisy one (the MMSE estimate); Neighbor2Neighbor needs
+L2 as well, since only under L2 does the target's own noise average out.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import threading
+import time
+from collections.abc import Callable, Generator, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .devices import PRECISION_DTYPES, resolve_device, resolve_precision
+from .engine import Cancelled
+from .patches import PatchSampler
+from .settings import TrainSettings
+
+#: Images of at most this many bytes are read into memory once; larger ones stay lazy.
+IN_MEMORY_BYTES = 1 << 30
+#: Seed of the validation crops and their noise: the same for every run, whatever ``seed``.
+VAL_SEED = 20261128
+#: AdamW weight decay (small: the models have batch norm and no dropout).
+WEIGHT_DECAY = 1e-4
+#: Warm-up of the learning rate: this fraction of the steps, at most ``MAX_WARMUP`` steps.
+WARMUP_FRACTION = 0.05
+MAX_WARMUP = 200
+
+Cancel = threading.Event | Callable[[], bool] | None
+
+
+class TrainingDiverged(ValueError):
+    """The loss became NaN or infinite; the learning rate is too high for this setup."""
+
+
+@dataclass(frozen=True)
+class TrainProgress:
+    """One training step done.
+
+    ``val_psnr``/``val_ssim`` are the latest validation figures (None before the first).
+    """
+
+    step: int
+    steps: int
+    loss: float
+    val_psnr: float | None = None
+    val_ssim: float | None = None
+    elapsed_s: float = 0.0
+
+
+@dataclass
+class TrainResult:
+    """The trained model (best validation weights when validated), its metadata, its history.
+
+    ``metadata`` is what :func:`napari_histo_denoise.checkpoint.save_weights` stores;
+    ``history`` holds ``loss`` and ``lr`` per step and ``val``: one dict (step, psnr,
+    ssim) per validation, step 0 being the initial weights.
+    """
+
+    model: nn.Module
+    metadata: dict[str, Any]
+    history: dict[str, list] = field(default_factory=dict)
+
+
+def train(
+    images: Any,
+    model: str | nn.Module = "basic",
+    *,
+    progress: Callable[[TrainProgress], None] | None = None,
+    **options: Any,
+) -> TrainResult:
+    """Train a model and return it with its metadata and history.
+
+    Takes the same arguments as :func:`iter_train` and runs it to the end.
+
+    Returns
+    -------
+    TrainResult
+    """
+    events = iter_train(images, model, progress=progress, **options)
+    while True:
+        try:
+            next(events)
+        except StopIteration as stop:
+            return stop.value
+
+
+def iter_train(
+    images: Any,
+    model: str | nn.Module = "basic",
+    *,
+    mode: str = "synthetic",
+    noise: str | None = "gaussian:25",
+    steps: int = 2000,
+    patch_size: int = 128,
+    batch_size: int = 16,
+    lr: float = 1e-3,
+    val_images: Any = None,
+    val_every: int | None = None,
+    val_crop: int = 256,
+    val_crops: int = 4,
+    device: str = "auto",
+    precision: str = "auto",
+    seed: int = 0,
+    progress: Callable[[TrainProgress], None] | None = None,
+    cancel: Cancel = None,
+    init_weights: str | os.PathLike | Mapping[str, torch.Tensor] | nn.Module | None = None,
+) -> Generator[TrainProgress, None, TrainResult]:
+    """Train a model, yielding a :class:`TrainProgress` after every step.
+
+    The keyword arguments named like the fields of
+    :class:`~napari_histo_denoise.settings.TrainSettings` mean the same (see there), so
+    ``iter_train(images, **dataclasses.asdict(settings))`` runs a settings object.
+
+    Parameters
+    ----------
+    images : array, path, folder, or a list of them
+        Training images: numpy/dask arrays (H x W x 3, uint8, uint16 or float in [0, 1]),
+        image files (PNG, JPEG, TIFF, SVS and other slides: level 0) or folders of them.
+        Clean images in synthetic mode, noisy ones in self-supervised mode.
+    model : {"basic", "deep"} or torch.nn.Module
+        Architecture to train from scratch, or a module (a copy is trained; yours is untouched).
+    val_images : same kinds as ``images``, optional
+        Clean images. Fixed tissue crops of them get fixed-seed ``noise``; PSNR/SSIM of the
+        model on these are measured at step 0, every ``val_every`` steps and at the end,
+        and the best weights are kept and returned.
+    progress : callable, optional
+        Called with every :class:`TrainProgress` (as well as yielding it).
+    cancel : threading.Event or callable, optional
+        Checked before every step and between validation crops; when set (or returning
+        True) training stops with :class:`~napari_histo_denoise.engine.Cancelled`.
+    init_weights : path, state dict or torch.nn.Module, optional
+        Start from these weights (resume or fine-tune) instead of a random initialisation.
+
+    Returns
+    -------
+    TrainResult
+        As the generator's return value (``StopIteration.value``).
+
+    Raises
+    ------
+    ValueError
+        For bad settings, images, model names or weights (specific messages).
+    Cancelled
+        When ``cancel`` is set.
+    TrainingDiverged
+        When the loss becomes NaN or infinite.
+    """
+    settings = TrainSettings(
+        mode=mode,
+        noise=noise,
+        steps=steps,
+        patch_size=patch_size,
+        batch_size=batch_size,
+        lr=lr,
+        val_every=val_every,
+        val_crop=val_crop,
+        val_crops=val_crops,
+        device=device,
+        precision=precision,
+        seed=seed,
+    )
+    is_cancelled = _cancel_check(cancel)
+    if val_images is not None and settings.noise is None:
+        raise ValueError("val_images need a noise spec to make their noisy copies; pass noise=")
+    dev = resolve_device(settings.device)
+    prec = resolve_precision(settings.precision, dev)
+    net, architecture = _prepare_model(model, init_weights, settings.seed)
+
+    arrays, names = load_images(images, what="images")
+    sampler = PatchSampler(arrays, names, settings.patch_size)
+    validation = None
+    if val_images is not None:
+        val_arrays, val_names = load_images(val_images, what="val_images")
+        validation = _Validation(val_arrays, val_names, settings)
+
+    start = time.perf_counter()
+    loop = _Loop(net, settings, dev, prec)
+    history: dict[str, list] = {"loss": [], "lr": [], "val": []}
+    best = None  # (psnr, ssim, step, state dict on the CPU)
+    latest: tuple[float | None, float | None] = (None, None)
+    if validation is not None:
+        psnr, ssim = validation.measure(loop, is_cancelled)
+        history["val"].append({"step": 0, "psnr": psnr, "ssim": ssim})
+        best, latest = (psnr, ssim, 0, _cpu_state(loop.model)), (psnr, ssim)
+
+    rng = np.random.default_rng(settings.seed)
+    interval = settings.validation_interval
+    for step in range(1, settings.steps + 1):
+        if is_cancelled():
+            raise Cancelled(f"training cancelled after {step - 1} of {settings.steps} steps")
+        batch = sampler.sample(settings.batch_size, rng)
+        loss = loop.step(batch, rng, step)
+        if not math.isfinite(loss):
+            raise TrainingDiverged(
+                f"training diverged at step {step}: the loss is {loss}; lower lr "
+                f"(now {settings.lr:g})"
+            )
+        history["loss"].append(loss)
+        history["lr"].append(loop.last_lr)
+        if validation is not None and (step % interval == 0 or step == settings.steps):
+            psnr, ssim = validation.measure(loop, is_cancelled)
+            history["val"].append({"step": step, "psnr": psnr, "ssim": ssim})
+            latest = (psnr, ssim)
+            if psnr > best[0]:
+                best = (psnr, ssim, step, _cpu_state(loop.model))
+        event = TrainProgress(
+            step, settings.steps, loss, latest[0], latest[1], time.perf_counter() - start
+        )
+        if progress is not None:
+            progress(event)
+        yield event
+
+    trained = loop.finish(best[3] if best is not None else None)
+    metadata = _metadata(
+        settings, architecture, names, validation, best, dev, prec, init_weights, start
+    )
+    return TrainResult(trained, metadata, history)
+
+
+def load_images(images: Any, *, what: str = "images") -> tuple[list[Any], list[str]]:
+    """Resolve arrays, image files and folders to a list of arrays (level 0) and names.
+
+    Images up to ``IN_MEMORY_BYTES`` are read into memory; larger slides stay lazy.
+
+    Raises
+    ------
+    ValueError
+        If nothing is given, a folder holds no image, or a file type is not supported.
+    FileNotFoundError
+        If a path does not exist.
+    """
+    from .io import PICTURE_SUFFIXES, TIFF_SUFFIXES, read_image
+
+    items = [images] if _is_single(images) else list(images)
+    if not items:
+        raise ValueError(f"{what}: no images given")
+    suffixes = (*PICTURE_SUFFIXES, *TIFF_SUFFIXES, ".zarr")
+    arrays, names = [], []
+    for index, item in enumerate(items):
+        if not isinstance(item, (str, os.PathLike)):
+            arrays.append(item)
+            names.append(f"{what}[{index}]")
+            continue
+        path = Path(item)
+        if not path.exists():
+            raise FileNotFoundError(f"{what}: no such file or folder: {path}")
+        if path.is_dir() and not path.name.lower().endswith(".zarr"):
+            files = sorted(p for p in path.iterdir() if p.name.lower().endswith(suffixes))
+            if not files:
+                raise ValueError(
+                    f"{what}: folder {path} holds no images (looked for "
+                    f"{', '.join(s.lstrip('.').upper() for s in suffixes)})"
+                )
+        elif not path.name.lower().endswith(suffixes):
+            raise ValueError(
+                f"{what}: {path.name} is not a supported image; use one of {', '.join(suffixes)}"
+            )
+        else:
+            files = [path]
+        for file in files:
+            data, _meta = read_image(file)
+            level0 = data[0] if isinstance(data, list) else data
+            if level0.nbytes <= IN_MEMORY_BYTES:
+                level0 = np.asarray(level0)
+            arrays.append(level0)
+            names.append(file.name)
+    return arrays, names
+
+
+class _Loop:
+    """Model, optimiser, schedule and precision of one run; one call of :meth:`step` per step."""
+
+    def __init__(
+        self, model: nn.Module, settings: TrainSettings, device: torch.device, precision: str
+    ):
+        self.settings = settings
+        self.device = device
+        self.memory_format = (
+            torch.channels_last if device.type == "cuda" else torch.contiguous_format
+        )
+        self.model = model.to(device=device, memory_format=self.memory_format).train()
+        self.dtype = None if precision == "fp32" else PRECISION_DTYPES[precision]
+        self.scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(), lr=settings.lr, weight_decay=WEIGHT_DECAY
+        )
+        warmup = max(1, min(MAX_WARMUP, int(settings.steps * WARMUP_FRACTION)))
+        total = settings.steps
+
+        def factor(done: int) -> float:  # lr multiplier after ``done`` optimiser steps
+            if done < warmup:
+                return (done + 1) / warmup
+            return 0.5 * (1 + math.cos(math.pi * (done - warmup) / max(1, total - warmup)))
+
+        self.schedule = torch.optim.lr_scheduler.LambdaLR(self.optimizer, factor)
+        self.last_lr = settings.lr
+        self.noise = None
+        if settings.mode == "synthetic":
+            from .noise import parse_noise
+
+            self.noise = parse_noise(settings.noise)
+
+    def autocast(self) -> torch.autocast:
+        return torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype is not None)
+
+    def to_device(self, batch: np.ndarray) -> torch.Tensor:
+        tensor = torch.from_numpy(batch).to(self.device, non_blocking=True)
+        return tensor.contiguous(memory_format=self.memory_format)
+
+    def step(self, clean_or_noisy: np.ndarray, rng: np.random.Generator, step: int) -> float:
+        """One optimiser step on a batch of N x 3 x P x P patches; returns the loss."""
+        from .selfsupervised import GAMMA, neighbor2neighbor_loss
+
+        batch = self.to_device(clean_or_noisy)
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.noise is not None:  # synthetic: fresh noise, drawn on the device, in fp32
+            noisy = self.noise(batch, rng).contiguous(memory_format=self.memory_format)
+            with self.autocast():
+                out = self.model(noisy)
+            loss = F.mse_loss(out.float(), batch)
+        else:
+            gamma = GAMMA * step / self.settings.steps
+            with self.autocast():
+                loss = neighbor2neighbor_loss(self.model, batch, rng, gamma, self.memory_format)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.last_lr = self.schedule.get_last_lr()[0]
+        self.schedule.step()
+        return float(loss.detach())
+
+    @torch.no_grad()
+    def predict(self, noisy: np.ndarray) -> np.ndarray:
+        """Denoise one H x W x 3 float image in eval mode; returns H x W x 3 float32."""
+        self.model.eval()
+        try:
+            with self.autocast():
+                out = self.model(self.to_device(noisy.transpose(2, 0, 1)[None].copy()))
+            return out.float().clamp_(0, 1)[0].permute(1, 2, 0).cpu().numpy()
+        finally:
+            self.model.train()
+
+    def finish(self, best_state: dict[str, torch.Tensor] | None) -> nn.Module:
+        """Restore the best weights (when validated) and return the model in eval mode."""
+        if best_state is not None:
+            self.model.load_state_dict(best_state)
+        return self.model.to(memory_format=torch.contiguous_format).eval()
+
+
+class _Validation:
+    """Fixed tissue crops of the validation images with fixed-seed noise, and their scores."""
+
+    def __init__(self, arrays: list[Any], names: list[str], settings: TrainSettings) -> None:
+        from .noise import parse_noise
+
+        sampler = PatchSampler(arrays, names, 16)  # no padding: crops fit each image
+        self.names = names
+        self.clean = sampler.fixed_crops(settings.val_crop, settings.val_crops, VAL_SEED, 16)
+        noise = parse_noise(settings.noise)
+        self.noisy = [
+            noise(crop, np.random.default_rng([VAL_SEED, i])).astype(np.float32)
+            for i, crop in enumerate(self.clean)
+        ]
+        self.noisy_psnr, self.noisy_ssim = _scores(self.clean, self.noisy)
+
+    def measure(self, loop: _Loop, is_cancelled: Callable[[], bool]) -> tuple[float, float]:
+        outputs = []
+        for noisy in self.noisy:
+            if is_cancelled():
+                raise Cancelled("training cancelled during validation")
+            outputs.append(loop.predict(noisy))
+        return _scores(self.clean, outputs)
+
+
+def _scores(clean: list[np.ndarray], images: list[np.ndarray]) -> tuple[float, float]:
+    """Mean PSNR (dB) and SSIM over image pairs (the project's metrics, on [0, 1])."""
+    from .metrics import psnr, ssim
+
+    pairs = list(zip(clean, images, strict=True))
+    return float(np.mean([psnr(c, x) for c, x in pairs])), float(
+        np.mean([ssim(c, x) for c, x in pairs])
+    )
+
+
+def _prepare_model(model: str | nn.Module, init_weights: Any, seed: int) -> tuple[nn.Module, str]:
+    """Build (or copy) the model to train and load ``init_weights`` into it."""
+    from .checkpoint import model_from_state_dict, read_weights
+    from .models import MODELS, build_model
+
+    if isinstance(init_weights, (str, os.PathLike)):
+        state, _meta = read_weights(init_weights)
+    elif isinstance(init_weights, nn.Module):
+        state = init_weights.state_dict()
+    elif isinstance(init_weights, Mapping) or init_weights is None:
+        state = init_weights
+    else:
+        raise ValueError(
+            "init_weights must be a weights file path, a state dict or a torch.nn.Module, "
+            f"got {type(init_weights).__name__}"
+        )
+
+    if isinstance(model, str):
+        if model not in MODELS:
+            raise ValueError(
+                f"unknown model {model!r}; valid names are {', '.join(map(repr, MODELS))}"
+            )
+        if state is not None:
+            return model_from_state_dict(state, model).train(), model
+        with torch.random.fork_rng(devices=[]):  # seeded init without touching the global RNG
+            torch.manual_seed(seed)
+            return build_model(model), model
+    if not isinstance(model, nn.Module):
+        raise ValueError(
+            f"model must be 'basic', 'deep' or a torch.nn.Module, got {type(model).__name__}"
+        )
+    net = copy.deepcopy(model).float().train()
+    if state is not None:
+        try:
+            net.load_state_dict(state, strict=True)
+        except RuntimeError as exc:
+            raise ValueError(f"init_weights do not fit the model: {exc}") from None
+    return net, getattr(net, "architecture", type(net).__name__)
+
+
+def _cancel_check(cancel: Cancel) -> Callable[[], bool]:
+    if cancel is None:
+        return lambda: False
+    if hasattr(cancel, "is_set"):
+        return cancel.is_set
+    if callable(cancel):
+        return lambda: bool(cancel())
+    raise ValueError(
+        f"cancel must be a threading.Event or a callable, got {type(cancel).__name__}"
+    )
+
+
+def _is_single(images: Any) -> bool:
+    return isinstance(images, (str, os.PathLike)) or hasattr(images, "shape")
+
+
+def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+
+def _metadata(
+    settings: TrainSettings,
+    architecture: str,
+    names: Iterable[str],
+    validation: _Validation | None,
+    best: tuple | None,
+    device: torch.device,
+    precision: str,
+    init_weights: Any,
+    start: float,
+) -> dict[str, Any]:
+    meta: dict[str, Any] = {
+        "architecture": architecture,
+        "mode": settings.mode,
+        "method": "neighbor2neighbor" if settings.mode == "self-supervised" else "synthetic-noise",
+        "loss": "mse",
+        "noise": settings.noise,
+        "steps": settings.steps,
+        "patch_size": settings.patch_size,
+        "batch_size": settings.batch_size,
+        "lr": settings.lr,
+        "optimizer": f"AdamW(weight_decay={WEIGHT_DECAY}), warm-up + cosine",
+        "seed": settings.seed,
+        "device": str(device),
+        "precision": precision,
+        "elapsed_s": round(time.perf_counter() - start, 1),
+        "train_images": list(names),
+        "init_weights": str(init_weights)
+        if isinstance(init_weights, (str, os.PathLike))
+        else (None if init_weights is None else type(init_weights).__name__),
+    }
+    if validation is not None:
+        meta.update(
+            val_images=validation.names,
+            val_crop=settings.val_crop,
+            val_crops=len(validation.clean),
+            val_noisy_psnr=round(validation.noisy_psnr, 4),
+            val_noisy_ssim=round(validation.noisy_ssim, 4),
+            best_val_psnr=round(best[0], 4),
+            best_val_ssim=round(best[1], 4),
+            best_step=best[2],
+        )
+    return meta
