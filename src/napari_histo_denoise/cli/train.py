@@ -1,4 +1,4 @@
-"""``histo-denoise train``: train the basic or deep model on a folder of images, save the weights."""
+"""``histo-denoise train``: train the basic or deep model on your images, save the weights."""
 
 from __future__ import annotations
 
