@@ -1,0 +1,300 @@
+"""Training: the basic model learns, and the loop's mechanics (cancel, progress, resume, best
+weights, self-supervised mode, argument checks, CLI) on a tiny module or very short runs."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+import torch
+from skimage import data, io
+from torch import nn
+
+from napari_histo_denoise import Cancelled, iter_train, train
+from napari_histo_denoise.checkpoint import load_model, save_weights
+from napari_histo_denoise.cli import main
+from napari_histo_denoise.metrics import psnr
+from napari_histo_denoise.models import DeepHistoAutoencoder
+from napari_histo_denoise.noise import parse_noise
+from napari_histo_denoise.patches import PatchSampler, augment, tissue_fraction
+from napari_histo_denoise.selfsupervised import (
+    neighbor2neighbor_loss,
+    neighbour_indices,
+    subsample,
+)
+from napari_histo_denoise.settings import TrainSettings
+from napari_histo_denoise.training import load_images
+
+IHC = data.immunohistochemistry()  # 512 x 512 x 3 uint8, real IHC tissue
+TRAIN, HELD_OUT = IHC[:, :384], IHC[:, 384:]  # the held-out strip is never trained on
+FAST = dict(patch_size=32, batch_size=4, val_crop=32, val_crops=2)
+
+
+class Conv3(nn.Module):
+    """A 3x3 convolution clamped to [0, 1]: a stand-in model for tests of the loop itself."""
+
+    def __init__(self, box_blur: bool = False) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 3, padding=1)
+        if box_blur:  # a real (weak) denoiser: a per-channel 3x3 mean
+            with torch.no_grad():
+                self.conv.weight.zero_()
+                self.conv.bias.zero_()
+                for c in range(3):
+                    self.conv.weight[c, c] = 1 / 9
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x).clamp(0, 1)
+
+
+class SmallResidual(nn.Module):
+    """Two convolutions added to the input: a tiny denoiser that learns in a few dozen steps."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 16, 3, padding=1)
+        self.conv2 = nn.Conv2d(16, 3, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x + self.conv2(nn.functional.leaky_relu(self.conv1(x), 0.2))).clamp(0, 1)
+
+
+def _denoise(model: nn.Module, noisy: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        out = model.eval()(torch.from_numpy(noisy.transpose(2, 0, 1)[None].copy()))
+    return out[0].permute(1, 2, 0).numpy()
+
+
+def test_basic_model_training_lowers_loss_and_beats_the_noisy_input():
+    result = train(TRAIN, "basic", noise="gaussian:50", steps=16, lr=3e-3, seed=0, **FAST)
+    loss = result.history["loss"]
+    assert len(loss) == 16
+    assert np.mean(loss[-4:]) < 0.6 * np.mean(loss[:4])
+
+    clean = HELD_OUT[192:256, :64].astype(np.float32) / 255
+    noisy = parse_noise("gaussian:50")(clean, 7).astype(np.float32)
+    denoised = _denoise(result.model, noisy)
+    assert psnr(clean, denoised) > psnr(clean, noisy) + 1.0
+    assert result.metadata["architecture"] == "basic"
+    assert result.metadata["noise"] == "gaussian:50"
+    assert result.metadata["device"] == "cpu" and result.metadata["precision"] == "fp32"
+
+
+def test_progress_events_are_yielded_and_passed_to_the_callback():
+    seen = []
+    events = iter_train(
+        TRAIN, Conv3(), steps=6, val_images=HELD_OUT, val_every=3, progress=seen.append, **FAST
+    )
+    yielded = []
+    while True:
+        try:
+            yielded.append(next(events))
+        except StopIteration as stop:
+            result = stop.value
+            break
+    assert yielded == seen
+    assert [e.step for e in yielded] == [1, 2, 3, 4, 5, 6]
+    assert all(e.steps == 6 and np.isfinite(e.loss) for e in yielded)
+    # Step 0 validates the initial weights; then steps 3 and 6.
+    assert [v["step"] for v in result.history["val"]] == [0, 3, 6]
+    assert yielded[3].val_psnr == result.history["val"][1]["psnr"]
+    assert yielded[5].val_ssim == result.history["val"][2]["ssim"]
+    elapsed = [e.elapsed_s for e in yielded]
+    assert elapsed == sorted(elapsed) and elapsed[0] >= 0
+
+
+@pytest.mark.parametrize("kind", ["event", "callable"])
+def test_cancel_stops_between_steps(kind):
+    flag = threading.Event()
+    cancel = flag if kind == "event" else flag.is_set
+    done = []
+
+    def on_progress(event):
+        done.append(event.step)
+        if event.step == 3:
+            flag.set()
+
+    with pytest.raises(Cancelled, match="after 3 of 50 steps"):
+        train(TRAIN, Conv3(), steps=50, progress=on_progress, cancel=cancel, **FAST)
+    assert done == [1, 2, 3]
+
+
+def test_resume_continues_from_init_weights_and_leaves_the_given_model_alone():
+    model = Conv3()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    options = dict(val_images=HELD_OUT, val_every=5, lr=1e-2, **FAST)
+    first = train(TRAIN, model, steps=5, **options)
+    for key, value in model.state_dict().items():  # the caller's module is not trained
+        assert torch.equal(value, before[key])
+
+    for init in (first.model, first.model.state_dict()):
+        resumed = train(TRAIN, Conv3(), steps=1, init_weights=init, **options)
+        # Step 0 of the resumed run measures exactly the weights the first run ended with.
+        assert resumed.history["val"][0]["psnr"] == first.history["val"][-1]["psnr"]
+    fresh = train(TRAIN, Conv3(), steps=1, **options)
+    assert fresh.history["val"][0]["psnr"] != first.history["val"][-1]["psnr"]
+
+
+def test_resume_from_a_weights_file(tmp_path):
+    path = save_weights(tmp_path / "w.safetensors", train(TRAIN, "basic", steps=1, **FAST).model)
+    saved, _meta = load_model(path)
+    resumed = train(TRAIN, "basic", steps=1, lr=1e-9, init_weights=path, **FAST)
+    for key, value in saved.state_dict().items():
+        if key.endswith("weight"):  # lr 1e-9: one step leaves the loaded weights in place
+            torch.testing.assert_close(resumed.model.state_dict()[key], value)
+    assert resumed.metadata["init_weights"] == str(path)
+
+
+def test_validation_keeps_the_best_weights():
+    blur = Conv3(box_blur=True)
+    # An absurd learning rate wrecks the blur at the first step: the best weights are step 0's.
+    result = train(TRAIN, blur, steps=4, lr=1.0, val_images=HELD_OUT, val_every=1, **FAST)
+    scores = [v["psnr"] for v in result.history["val"]]
+    assert max(scores[1:]) < scores[0]
+    assert result.metadata["best_step"] == 0
+    assert result.metadata["best_val_psnr"] == pytest.approx(scores[0], abs=1e-4)
+    for key, value in blur.state_dict().items():
+        assert torch.equal(result.model.state_dict()[key], value)
+    # The blur is a real denoiser: above the noisy input on the same crops.
+    assert scores[0] > result.metadata["val_noisy_psnr"]
+
+
+def test_self_supervised_mode_learns_from_noisy_images_only():
+    noisy = parse_noise("gaussian:25")(TRAIN / 255.0, 3).astype(np.float32)
+    torch.manual_seed(0)
+    model = SmallResidual()
+    fixed = torch.from_numpy(noisy[:64, :64].transpose(2, 0, 1)[None].copy())
+
+    def reconstruction_loss(net):  # the Neighbor2Neighbor loss without its ramped regulariser
+        with torch.no_grad():
+            return float(neighbor2neighbor_loss(net.eval(), fixed, np.random.default_rng(0), 0))
+
+    result = train(
+        noisy, model, mode="self-supervised", noise=None, steps=60, lr=1e-2, seed=0, **FAST
+    )
+    assert result.metadata["method"] == "neighbor2neighbor"
+    assert reconstruction_loss(result.model) < 0.9 * reconstruction_loss(model)
+    # It denoises a held-out crop although it never saw a clean pixel.
+    clean = HELD_OUT[192:256, :64].astype(np.float32) / 255
+    held_out_noisy = parse_noise("gaussian:25")(clean, 7).astype(np.float32)
+    assert psnr(clean, _denoise(result.model, held_out_noisy)) > psnr(clean, held_out_noisy) + 1
+
+
+def test_neighbour_subsampler_picks_two_different_adjacent_pixels_per_cell():
+    images = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).reshape(2, 3, 8, 8)
+    first, second = neighbour_indices(images.shape, np.random.default_rng(0), images.device)
+    assert first.shape == (2, 1, 4, 4) and bool((first != second).all())
+    assert bool(torch.isin((first - second).abs(), torch.tensor([1, 2])).all())  # edge pairs
+    assert not bool(((first + second) == 3).any())  # never diagonal (0-3 or 1-2)
+    a = subsample(images, first)
+    assert a.shape == (2, 3, 4, 4)
+    row, col = first // 2, first % 2  # the picked pixel lies in its own 2 x 2 cell
+    ys = torch.arange(4).view(1, 1, 4, 1) * 2 + row
+    xs = torch.arange(4).view(1, 1, 1, 4) * 2 + col
+    offset = torch.arange(2).view(2, 1, 1, 1) * 192 + torch.arange(3).view(1, 3, 1, 1) * 64
+    assert torch.equal(a, (offset + ys * 8 + xs).float())
+
+
+def test_patches_prefer_tissue_and_use_all_eight_orientations():
+    white = np.full((256, 256, 3), 245, np.uint8)  # glass
+    slide = np.concatenate([white, IHC[:256, :256]], axis=1)  # half background, half tissue
+    sampler = PatchSampler([slide], ["slide"], 32)
+    patches = sampler.sample(64, np.random.default_rng(0))
+    assert patches.shape == (64, 3, 32, 32) and patches.dtype == np.float32
+    fractions = [tissue_fraction(p.transpose(1, 2, 0)) for p in patches]
+    assert tissue_fraction(white / 255.0) == 0
+    assert np.mean(fractions) > 0.9  # uniform positions would give about 0.5
+
+    square = np.arange(4).reshape(2, 2, 1)
+    rng = np.random.default_rng(0)
+    variants = {augment(square, rng).tobytes() for _ in range(200)}
+    assert len(variants) == 8
+
+
+def test_load_images_reads_folders_and_files(tmp_path):
+    io.imsave(tmp_path / "a.png", IHC[:64, :64], check_contrast=False)
+    io.imsave(tmp_path / "b.tif", IHC[64:128, :96], check_contrast=False)
+    (tmp_path / "notes.txt").write_text("not an image")
+    arrays, names = load_images(tmp_path)
+    assert names == ["a.png", "b.tif"]
+    assert [a.shape for a in arrays] == [(64, 64, 3), (64, 96, 3)]
+    np.testing.assert_array_equal(arrays[1], IHC[64:128, :96])
+    arrays, names = load_images([tmp_path / "a.png", IHC])
+    assert names == ["a.png", "images[1]"] and arrays[1] is IHC
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (dict(mode="noise2noise"), "unknown training mode 'noise2noise'"),
+        (dict(noise="gausian:25"), "invalid noise spec 'gausian:25'"),
+        (dict(patch_size=40), "patch_size must be a multiple of 16"),
+        (dict(mode="self-supervised", patch_size=48), "multiple of 32 in self-supervised"),
+        (dict(steps=0), "steps must be a positive integer"),
+        (dict(lr=-1.0), "lr must be a positive finite number"),
+        (dict(precision="fp8"), "unknown precision 'fp8'"),
+        (dict(noise=None), "synthetic training needs a noise spec"),
+        (dict(batch_size=1, patch_size=16), "batch norm"),
+        (dict(cancel=42), "cancel must be a threading.Event or a callable"),
+        (dict(init_weights=3.5), "init_weights must be"),
+    ],
+)
+def test_bad_arguments_give_clear_errors(options, message):
+    with pytest.raises(ValueError, match=message):
+        train(TRAIN, "basic", **{"steps": 1, **options})
+
+
+def test_bad_model_and_images_give_clear_errors(tmp_path):
+    with pytest.raises(ValueError, match=r"unknown model 'huge'.*'basic', 'deep'"):
+        train(TRAIN, "huge", steps=1)
+    with pytest.raises(ValueError, match="holds no images"):
+        train(tmp_path, Conv3(), steps=1)
+    with pytest.raises(FileNotFoundError, match="no such file or folder"):
+        train(tmp_path / "missing", Conv3(), steps=1)
+    with pytest.raises(ValueError, match="no images given"):
+        train([], Conv3(), steps=1)
+    with pytest.raises(ValueError, match="float images must hold finite values in"):
+        train(TRAIN * 2.0, Conv3(), steps=1, **FAST)
+    with torch.device("meta"):  # deep weights without the memory
+        deep = DeepHistoAutoencoder().state_dict()
+    with pytest.raises(ValueError, match="these are weights of the deep model"):
+        train(TRAIN, "basic", steps=1, init_weights=deep)
+
+
+def test_settings_round_trip_through_iter_train():
+    import dataclasses
+
+    settings = TrainSettings(steps=2, lr=1e-2, val_every=1, **FAST)
+    events = list(iter_train(TRAIN, Conv3(), val_images=HELD_OUT, **dataclasses.asdict(settings)))
+    assert [e.step for e in events] == [1, 2] and events[-1].val_psnr is not None
+    assert settings.validation_interval == 1
+    assert TrainSettings(steps=50).validation_interval == 5
+
+
+def test_cli_train_writes_weights_with_metadata(tmp_path, capsys):
+    images, val = tmp_path / "train", tmp_path / "val"
+    images.mkdir()
+    val.mkdir()
+    io.imsave(images / "ihc.png", TRAIN[:128, :128], check_contrast=False)
+    io.imsave(val / "ihc_val.png", HELD_OUT[:64, :64], check_contrast=False)
+    out = tmp_path / "w.safetensors"
+    argv = ["train", "--images", str(images), "--model", "basic", "--noise", "gaussian:15-50"]
+    argv += ["--steps", "2", "--patch-size", "32", "--batch-size", "2", "--val", str(val)]
+    argv += ["--val-crop", "32", "--val-crops", "1", "-o", str(out)]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert "2/2 loss" in captured.err and "val " in captured.err
+    assert f"wrote {out}" in captured.out
+    _model, meta = load_model(out)
+    assert meta["architecture"] == "basic" and meta["steps"] == 2
+    assert meta["noise"] == "gaussian:15-50" and meta["train_images"] == ["ihc.png"]
+    assert {"best_val_psnr", "best_val_ssim", "elapsed_s", "device", "lr", "seed"} <= set(meta)
+
+    assert main(argv) == 2  # exists: refused before any training
+    assert "exists; pass --overwrite" in capsys.readouterr().err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    argv[argv.index(str(images))] = str(empty)
+    assert main([*argv, "--overwrite"]) == 2
+    assert "holds no images" in capsys.readouterr().err
