@@ -124,7 +124,10 @@ class WeightsChooser(QWidget):
         self.browse_button.clicked.connect(self._browse)
         for item in trained_weights.items:
             self._add_trained(item, select=False)
-        trained_weights.added.connect(self._add_trained)
+        callback = self._add_trained
+        trained_weights.added.connect(callback)
+        # The registry outlives viewers: stop calling a chooser whose Qt side is gone.
+        self.destroyed.connect(lambda *_: trained_weights.added.disconnect(callback))
 
     def path(self) -> Path | None:
         """The chosen weights file, or None."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
     QApplication,
     QComboBox,
@@ -144,7 +145,8 @@ class ModelSummaryPanel(QWidget):
         self.batch_spin.editingFinished.connect(self.refresh)
         self.copy_button.clicked.connect(self.copy_report)
         self.save_button.clicked.connect(self._ask_save)
-        self.refresh()
+        # Deferred: whoever opens the panel usually calls set_config right away.
+        QTimer.singleShot(0, self.refresh)
 
     # ------------------------------------------------------------------ public API
     @property
@@ -155,6 +157,11 @@ class ModelSummaryPanel(QWidget):
             and not self._pending
             and self._key() in self._cache
         )
+
+    @property
+    def idle(self) -> bool:
+        """Whether no summary is being computed."""
+        return (self.run is None or self.run.done) and not self._pending
 
     @property
     def summary(self) -> ModelSummary | None:
@@ -276,6 +283,10 @@ def _bar(percent: float, width: int = 30) -> str:
 
 def _summaries_job(tile: int, batch: int):
     """Worker job: the core summaries of both models at one tile and batch size."""
+    # Tracing imports torch._dynamo lazily inside a dispatch mode; doing that while another
+    # thread runs the engine breaks torch's operator registry, so import it first.
+    import torch._dynamo  # noqa: F401
+
     from ..summary import model_summary
 
     found = {}

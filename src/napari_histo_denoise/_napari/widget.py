@@ -113,9 +113,12 @@ class HistoDenoiseWidget(QWidget):
         self.denoise_button.clicked.connect(self.run)
         self.progress.cancel_button.clicked.connect(self.cancel)
         self.summary_button.clicked.connect(self.show_summary)
-        self.model_combo.currentTextChanged.connect(self._sync_summary)
-        self.tile_spin.editingFinished.connect(self._sync_summary)
-        self.batch_spin.editingFinished.connect(self._sync_summary)
+        for signal in (
+            self.model_combo.currentTextChanged,
+            self.tile_spin.editingFinished,
+            self.batch_spin.editingFinished,
+        ):
+            signal.connect(lambda *_: self._sync_summary())
         napari_viewer.layers.events.removed.connect(self._on_layer_removed)
         self._list_devices()
 
@@ -188,6 +191,11 @@ class HistoDenoiseWidget(QWidget):
         """Whether a denoise run is in progress."""
         return self.current_run is not None and not self.current_run.done
 
+    @property
+    def idle(self) -> bool:
+        """Whether no background work (denoise, training, device listing) is in progress."""
+        return not (self.running or self.train.running or self._listing_devices)
+
     def run(self) -> Run | None:
         """Denoise the chosen layer in a worker thread; returns the run (``.wait()`` on it).
 
@@ -254,9 +262,11 @@ class HistoDenoiseWidget(QWidget):
         self.progress.reset(message)
 
     def _on_layer_removed(self, event: Any) -> None:
-        if self.running and event.value is self._source:
+        # Compared by name: the widget sees layers through napari's public proxy.
+        name = getattr(self._source, "name", None)
+        if self.running and event.value.name == name and name not in self.viewer.layers:
             self.current_run.cancel(
-                f"Denoise stopped: layer {event.value.name!r} was removed during the run; "
+                f"Denoise stopped: layer {name!r} was removed during the run; "
                 "no result was added."
             )
 
@@ -280,11 +290,15 @@ class HistoDenoiseWidget(QWidget):
         """Fill the device list off the main thread (it imports torch and probes devices)."""
         from napari.qt.threading import create_worker
 
-        worker = create_worker(_working_devices, _ignore_errors=True)
+        self._listing_devices = True
+        worker = create_worker(_working_devices, _start_thread=False, _ignore_errors=True)
         worker.returned.connect(self._add_devices)
+        worker.errored.connect(self._add_devices)  # keeps "auto" alone; runs report the error
+        worker.start()
 
-    def _add_devices(self, names: list[str]) -> None:
-        for name in names:
+    def _add_devices(self, names: Any) -> None:
+        self._listing_devices = False
+        for name in names if isinstance(names, list) else []:
             if self.device_combo.findText(name) < 0:
                 self.device_combo.addItem(name)
 

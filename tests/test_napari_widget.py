@@ -1,0 +1,323 @@
+"""The Histo Denoise dock widget, opened through the plugin machinery, on a real viewer."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import dask.array as da
+import numpy as np
+import pytest
+import torch
+from napari.utils.notifications import notification_manager
+from skimage.data import immunohistochemistry
+
+from napari_histo_denoise.checkpoint import file_sha256, load_model, save_weights
+from napari_histo_denoise.engine import denoise
+from napari_histo_denoise.models import build_model
+
+PLUGIN = "napari-histo-denoise"
+TILE, OVERLAP = 64, 16
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    """Weights of a freshly built basic model (the mechanics are tested, not the quality)."""
+    torch.manual_seed(0)
+    return save_weights(tmp_path_factory.mktemp("w") / "basic.safetensors", build_model("basic"))
+
+
+@pytest.fixture
+def ihc():
+    """A real 64 x 64 IHC crop (uint8 RGB)."""
+    return np.ascontiguousarray(immunohistochemistry()[200:264, 220:284])
+
+
+def wait_idle(viewer, qtbot):
+    """Let the plugin's background work end before the viewer closes."""
+    from napari_histo_denoise._napari.summary_panel import ModelSummaryPanel
+    from napari_histo_denoise._napari.widget import HistoDenoiseWidget
+
+    for widget in viewer.window.dock_widgets.values():
+        if isinstance(widget, HistoDenoiseWidget):
+            widget.cancel()
+            widget.train.cancel()
+        if isinstance(widget, (HistoDenoiseWidget, ModelSummaryPanel)):
+            qtbot.waitUntil(lambda w=widget: w.idle, timeout=60_000)
+
+
+@pytest.fixture
+def setup(make_napari_viewer, ihc, weights, qtbot):
+    viewer = make_napari_viewer()
+    viewer.add_image(
+        ihc, name="ihc", rgb=True, scale=(0.5, 0.5), translate=(10, 20), contrast_limits=(5, 250)
+    )
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Histo Denoise")
+    widget.set_settings(weights=weights, tile_size=TILE, overlap=OVERLAP, device="cpu")
+    yield viewer, widget
+    wait_idle(viewer, qtbot)
+
+
+def _errors_since(start: int) -> list[str]:
+    return [str(n.message) for n in notification_manager.records[start:] if n.severity == "error"]
+
+
+def _long_run(viewer, widget):
+    """Start a run of many small batches on a 256 x 256 crop (long enough to interrupt)."""
+    viewer.add_image(immunohistochemistry()[:256, :256], name="big", rgb=True)
+    widget.set_layer("big")
+    widget.set_settings(tile_size=32, overlap=8, batch_size=1)
+    return widget.run()
+
+
+def test_denoise_adds_a_layer_equal_to_the_core_result(setup, ihc, weights, qtbot):
+    viewer, widget = setup
+    widget.set_layer("ihc")
+    before = ihc.copy()
+    run = widget.run()
+    assert not widget.model_combo.isEnabled() and not widget.denoise_button.isEnabled()
+    qtbot.waitUntil(lambda: run.done, timeout=60_000)
+    assert run.status == "finished", run.message
+    layer = viewer.layers["ihc [denoised: basic]"]
+    assert run.result.name == layer.name  # the widget holds napari's public proxy
+    expected = denoise(ihc, "basic", weights, tile_size=TILE, overlap=OVERLAP, device="cpu")
+    np.testing.assert_array_equal(layer.data, np.asarray(expected))
+    assert layer.rgb and layer.data.dtype == np.uint8
+    np.testing.assert_allclose(layer.scale, (0.5, 0.5))
+    np.testing.assert_allclose(layer.translate, (10, 20))
+    assert tuple(layer.contrast_limits) == (5, 250)
+    record = layer.metadata["histo_denoise"]
+    assert record["model"] == "basic" and record["source"] == "ihc"
+    assert record["weights"] == str(weights)
+    assert record["weights_sha256"] == file_sha256(weights)
+    assert (record["tile_size"], record["overlap"], record["device"]) == (TILE, OVERLAP, "cpu")
+    assert record["precision"] == "fp32" and record["seconds"] > 0 and record["mpx_per_s"] > 0
+    np.testing.assert_array_equal(viewer.layers["ihc"].data, before)  # source untouched
+    assert widget.model_combo.isEnabled() and widget.denoise_button.isEnabled()
+
+
+def test_a_run_opens_the_summary_panel_which_follows_the_model(setup, qtbot):
+    viewer, widget = setup
+    run = widget.run()
+    qtbot.waitUntil(lambda: run.done, timeout=60_000)
+    from napari_histo_denoise._napari.summary_panel import ModelSummaryPanel
+
+    panels = [w for w in viewer.window.dock_widgets.values() if isinstance(w, ModelSummaryPanel)]
+    assert len(panels) == 1
+    panel = panels[0]
+    assert (panel.model_combo.currentText(), panel.tile_spin.value()) == ("basic", TILE)
+    widget.set_settings(model="deep")
+    assert panel.model_combo.currentText() == "deep"
+
+
+def test_settings_object_round_trips(setup, weights):
+    _, widget = setup
+    from napari_histo_denoise.settings import DenoiseSettings
+
+    settings = DenoiseSettings(
+        model="deep", weights=str(weights), tile_size=128, overlap=24, batch_size=3,
+        device="cpu", precision="fp32",
+    )  # fmt: skip
+    widget.set_settings(settings)
+    got = widget.settings()
+    assert (got.model, got.weights, got.tile_size, got.overlap, got.batch_size) == (
+        "deep", str(weights), 128, 24, 3,
+    )  # fmt: skip
+    widget.set_settings(batch_size=None)
+    assert widget.settings().batch_size is None
+    with pytest.raises(ValueError, match="unknown denoise setting"):
+        widget.set_settings(tile=3)
+    with pytest.raises(ValueError, match="unknown model"):
+        widget.set_settings(model="huge")
+
+
+def test_layer_chooser_follows_the_viewer(setup):
+    viewer, widget = setup
+    combo = widget.layer_combo
+    assert [combo.itemText(i) for i in range(combo.count())] == ["ihc"]
+    viewer.add_labels(np.zeros((8, 8), dtype=np.uint8), name="mask")  # not an Image layer
+    viewer.add_image(np.zeros((3, 32, 32), dtype=np.uint16), name="stack")
+    viewer.add_image([np.zeros((64, 64)), np.zeros((32, 32))], name="pyramid", multiscale=True)
+    assert [combo.itemText(i) for i in range(combo.count())] == ["ihc", "stack", "pyramid"]
+    viewer.layers["stack"].name = "z-stack"
+    viewer.layers.remove("ihc")
+    assert [combo.itemText(i) for i in range(combo.count())] == ["z-stack", "pyramid"]
+
+
+def test_cancel_stops_within_a_second_and_adds_no_layer(setup, qtbot):
+    viewer, widget = setup
+    run = _long_run(viewer, widget)
+    qtbot.waitUntil(lambda: widget.progress.bar.value() > 0, timeout=60_000)
+    layers = len(viewer.layers)
+    start = time.monotonic()
+    widget.progress.cancel_button.click()
+    qtbot.waitUntil(lambda: run.done, timeout=1_000)
+    assert time.monotonic() - start < 1.0
+    assert run.status == "cancelled"
+    assert len(viewer.layers) == layers
+    assert widget.denoise_button.isEnabled()
+
+
+def test_removing_the_source_mid_run_is_reported_and_adds_nothing(setup, qtbot):
+    viewer, widget = setup
+    start = len(notification_manager.records)
+    run = _long_run(viewer, widget)
+    qtbot.waitUntil(lambda: widget.progress.bar.value() > 0, timeout=60_000)
+    viewer.layers.remove("big")
+    qtbot.waitUntil(lambda: run.done, timeout=5_000)
+    assert run.status == "cancelled"
+    assert [layer.name for layer in viewer.layers] == ["ihc"]
+    assert any("'big' was removed" in m for m in _errors_since(start))
+    assert widget.denoise_button.isEnabled()
+
+
+def test_missing_weights_are_refused_with_a_notification(setup):
+    viewer, widget = setup
+    start = len(notification_manager.records)
+    widget.set_settings(weights=None)
+    assert widget.run() is None
+    assert any("needs weights" in m for m in _errors_since(start))
+    assert len(viewer.layers) == 1 and widget.denoise_button.isEnabled()
+
+
+def test_bad_weights_file_fails_cleanly(setup, tmp_path, qtbot):
+    viewer, widget = setup
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"this is not a weights file" * 10)
+    start = len(notification_manager.records)
+    widget.set_settings(weights=bad)
+    run = widget.run()
+    qtbot.waitUntil(lambda: run.done, timeout=30_000)
+    assert run.status == "failed"
+    errors = _errors_since(start)
+    assert errors and errors[-1].startswith("Denoise failed: Bad weights file")
+    assert len(viewer.layers) == 1 and widget.denoise_button.isEnabled()
+
+
+def test_out_of_memory_after_the_engines_retries_is_reported(setup, monkeypatch, qtbot):
+    viewer, widget = setup
+    import napari_histo_denoise.engine as engine
+
+    def out_of_memory(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        yield
+
+    monkeypatch.setattr(engine, "iter_denoise", out_of_memory)
+    start = len(notification_manager.records)
+    run = widget.run()
+    qtbot.waitUntil(lambda: run.done, timeout=30_000)
+    assert run.status == "failed"
+    assert _errors_since(start)[-1].startswith("Denoise failed: Out of memory")
+    assert len(viewer.layers) == 1 and widget.denoise_button.isEnabled()
+
+
+def test_lazy_rgb_input_streams_to_a_multiscale_zarr_result(setup, ihc, weights, qtbot):
+    viewer, widget = setup
+    viewer.add_image(da.from_array(ihc, chunks=(32, 32, 3)), name="lazy", rgb=True)
+    widget.set_layer("lazy")
+    run = widget.run()
+    qtbot.waitUntil(lambda: run.done, timeout=60_000)
+    assert run.status == "finished", run.message
+    layer = run.result
+    assert layer.multiscale and layer.rgb
+    assert all(isinstance(level, da.Array) for level in layer.data)  # read lazily from disk
+    expected = denoise(ihc, "basic", weights, tile_size=TILE, overlap=OVERLAP, device="cpu")
+    np.testing.assert_array_equal(np.asarray(layer.data[0]), np.asarray(expected))
+
+
+def test_lazy_grayscale_stack_streams_to_zarr(setup, ihc, weights, qtbot):
+    viewer, widget = setup
+    stack = np.stack([ihc[..., 0], ihc[..., 2]])
+    viewer.add_image(da.from_array(stack, chunks=(1, 64, 64)), name="stack")
+    widget.set_layer("stack")
+    run = widget.run()
+    qtbot.waitUntil(lambda: run.done, timeout=60_000)
+    assert run.status == "finished", run.message
+    layer = run.result
+    assert not layer.rgb and layer.data.shape == stack.shape
+    assert type(layer.data).__module__.startswith("zarr")
+    expected = denoise(stack, "basic", weights, tile_size=TILE, overlap=OVERLAP, device="cpu")
+    np.testing.assert_array_equal(np.asarray(layer.data), np.asarray(expected))
+
+
+def test_viewer_stays_responsive_during_a_cpu_run(setup, qtbot):
+    """A 10 ms QTimer probe: the event loop's extra delay stays under 100 ms (99th pct)."""
+    from qtpy.QtCore import QTimer
+
+    viewer, widget = setup
+    viewer.add_image(immunohistochemistry()[:128, :128], name="probe", rgb=True)
+    widget.set_layer("probe")
+    widget.set_settings(tile_size=64, overlap=16, batch_size=1)
+    ticks: list[float] = []
+    timer = QTimer()
+    timer.setInterval(10)
+    timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
+    timer.start()
+    run = widget.run()
+    qtbot.waitUntil(lambda: run.done, timeout=60_000)
+    timer.stop()
+    assert run.status == "finished", run.message
+    delays = np.diff(ticks) - 0.010
+    assert len(delays) > 20
+    assert np.percentile(delays, 99) < 0.100
+
+
+def test_train_section_trains_selects_and_saves_weights(setup, tmp_path, qtbot):
+    viewer, widget = setup
+    viewer.add_image(immunohistochemistry()[:128, :128], name="clean", rgb=True)
+    train = widget.train
+    train.set_settings(
+        sources=["clean"], validation="ihc", steps=3, patch_size=32, batch_size=2,
+        noise="gaussian:25", device="cpu", val_crop=64, val_crops=1,
+    )  # fmt: skip
+    run = train.run()
+    qtbot.waitUntil(lambda: run.done, timeout=120_000)
+    assert run.status == "finished", run.message
+    result = run.result
+    assert len(result.history["loss"]) == 3
+    assert "loss" in train.progress.status.text() or "Trained" in train.progress.status.text()
+    assert train.plot.loss and train.plot.psnr  # the live plot got loss and validation PSNR
+    assert widget.weights.path() == train.last_trained.path  # selected for Denoise at once
+    saved = train.save_weights(tmp_path / "mine")
+    model, meta = load_model(saved)
+    assert saved.suffix == ".safetensors" and meta["architecture"] == "basic"
+    for name, tensor in result.model.state_dict().items():
+        torch.testing.assert_close(model.state_dict()[name], tensor.cpu())
+    run = widget.run()  # denoise with the weights just trained
+    qtbot.waitUntil(lambda: run.done, timeout=60_000)
+    assert run.status == "finished", run.message
+    assert run.result.metadata["histo_denoise"]["weights"] == str(train.last_trained.path)
+
+
+def test_train_cancel_keeps_no_weights(setup, qtbot):
+    viewer, widget = setup
+    train = widget.train
+    train.set_settings(sources=["ihc"], steps=10_000, patch_size=32, batch_size=2, device="cpu")
+    known = widget.weights.combo.count()
+    run = train.run()
+    qtbot.waitUntil(lambda: train.progress.bar.value() > 0, timeout=60_000)
+    train.cancel()
+    qtbot.waitUntil(lambda: run.done, timeout=5_000)
+    assert run.status == "cancelled" and train.last_trained is None
+    assert widget.weights.combo.count() == known
+    assert train.train_button.isEnabled()
+
+
+def test_train_without_sources_is_refused(setup):
+    _, widget = setup
+    start = len(notification_manager.records)
+    assert widget.train.run() is None
+    assert any("source layer" in m for m in _errors_since(start))
+
+
+def test_napari_face_modules_import_no_torch():
+    code = (
+        "import sys\n"
+        "import napari_histo_denoise._napari.widget, napari_histo_denoise._napari.summary_panel\n"
+        "import napari_histo_denoise._napari.scripting, napari_histo_denoise._napari.sample_data\n"
+        "import napari_histo_denoise\n"
+        "napari_histo_denoise.denoise_layer\n"
+        "assert 'torch' not in sys.modules, 'torch imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
