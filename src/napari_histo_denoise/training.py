@@ -13,12 +13,14 @@ L2 as well, since only under L2 does the target's own noise average out.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import os
 import threading
 import time
-from collections.abc import Callable, Generator, Iterable, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,7 @@ from torch.nn import functional as F
 from .devices import PRECISION_DTYPES, resolve_device, resolve_precision
 from .engine import Cancelled
 from .patches import PatchSampler
+from .selfsupervised import GAMMA, neighbor2neighbor_loss
 from .settings import TrainSettings
 
 #: Images of at most this many bytes are read into memory once; larger ones stay lazy.
@@ -201,38 +204,53 @@ def iter_train(
         history["val"].append({"step": 0, "psnr": psnr, "ssim": ssim})
         best, latest = (psnr, ssim, 0, _cpu_state(loop.model)), (psnr, ssim)
 
-    rng = np.random.default_rng(settings.seed)
+    # Separate streams: patches are drawn in a worker thread while the model trains.
+    patch_rng, step_rng = (np.random.default_rng([settings.seed, i]) for i in (0, 1))
     interval = settings.validation_interval
-    for step in range(1, settings.steps + 1):
-        if is_cancelled():
-            raise Cancelled(f"training cancelled after {step - 1} of {settings.steps} steps")
-        batch = sampler.sample(settings.batch_size, rng)
-        loss = loop.step(batch, rng, step)
-        if not math.isfinite(loss):
-            raise TrainingDiverged(
-                f"training diverged at step {step}: the loss is {loss}; lower lr "
-                f"(now {settings.lr:g})"
+    batches = _prefetched(sampler, settings.batch_size, patch_rng, settings.steps)
+    with contextlib.closing(batches):
+        for step, batch in enumerate(batches, start=1):
+            if is_cancelled():
+                raise Cancelled(f"training cancelled after {step - 1} of {settings.steps} steps")
+            loss = loop.step(batch, step_rng, step)
+            if not math.isfinite(loss):
+                raise TrainingDiverged(
+                    f"training diverged at step {step}: the loss is {loss}; lower lr "
+                    f"(now {settings.lr:g})"
+                )
+            history["loss"].append(loss)
+            history["lr"].append(loop.last_lr)
+            if validation is not None and (step % interval == 0 or step == settings.steps):
+                psnr, ssim = validation.measure(loop, is_cancelled)
+                history["val"].append({"step": step, "psnr": psnr, "ssim": ssim})
+                latest = (psnr, ssim)
+                if psnr > best[0]:
+                    best = (psnr, ssim, step, _cpu_state(loop.model))
+            event = TrainProgress(
+                step, settings.steps, loss, latest[0], latest[1], time.perf_counter() - start
             )
-        history["loss"].append(loss)
-        history["lr"].append(loop.last_lr)
-        if validation is not None and (step % interval == 0 or step == settings.steps):
-            psnr, ssim = validation.measure(loop, is_cancelled)
-            history["val"].append({"step": step, "psnr": psnr, "ssim": ssim})
-            latest = (psnr, ssim)
-            if psnr > best[0]:
-                best = (psnr, ssim, step, _cpu_state(loop.model))
-        event = TrainProgress(
-            step, settings.steps, loss, latest[0], latest[1], time.perf_counter() - start
-        )
-        if progress is not None:
-            progress(event)
-        yield event
+            if progress is not None:
+                progress(event)
+            yield event
 
     trained = loop.finish(best[3] if best is not None else None)
     metadata = _metadata(
         settings, architecture, names, validation, best, dev, prec, init_weights, start
     )
     return TrainResult(trained, metadata, history)
+
+
+def _prefetched(
+    sampler: PatchSampler, batch_size: int, rng: np.random.Generator, count: int
+) -> Iterator[np.ndarray]:
+    """Yield ``count`` batches, drawing the next one in a thread while the caller uses this one."""
+    with ThreadPoolExecutor(1, thread_name_prefix="histo-denoise-patches") as pool:
+        pending = pool.submit(sampler.sample, batch_size, rng)
+        for index in range(count):
+            batch = pending.result()
+            if index + 1 < count:
+                pending = pool.submit(sampler.sample, batch_size, rng)
+            yield batch
 
 
 def load_images(images: Any, *, what: str = "images") -> tuple[list[Any], list[str]]:
@@ -327,8 +345,6 @@ class _Loop:
 
     def step(self, clean_or_noisy: np.ndarray, rng: np.random.Generator, step: int) -> float:
         """One optimiser step on a batch of N x 3 x P x P patches; returns the loss."""
-        from .selfsupervised import GAMMA, neighbor2neighbor_loss
-
         batch = self.to_device(clean_or_noisy)
         self.optimizer.zero_grad(set_to_none=True)
         if self.noise is not None:  # synthetic: fresh noise, drawn on the device, in fp32
