@@ -291,7 +291,7 @@ def test_train_section_trains_selects_and_saves_weights(setup, tmp_path, qtbot):
 
 
 def test_train_cancel_keeps_no_weights(setup, qtbot):
-    viewer, widget = setup
+    _, widget = setup
     train = widget.train
     train.set_settings(sources=["ihc"], steps=10_000, patch_size=32, batch_size=2, device="cpu")
     known = widget.weights.combo.count()

@@ -15,11 +15,11 @@ CMU1_PATH = Path(__file__).resolve().parent.parent / "data" / "cmu1_small_region
 def noisy_ihc() -> list[tuple[Any, dict[str, Any], str]]:
     """Return scikit-image's IHC image with fixed Gaussian noise (sigma 25) as an RGB layer."""
     from skimage.data import immunohistochemistry
-    from skimage.util import img_as_ubyte
+    from skimage.util import img_as_float, img_as_ubyte
 
     from ..noise import add_gaussian_noise
 
-    noisy = add_gaussian_noise(immunohistochemistry(), IHC_SIGMA, IHC_SEED)
+    noisy = add_gaussian_noise(img_as_float(immunohistochemistry()), IHC_SIGMA, IHC_SEED)
     meta = {"name": f"IHC (noisy, sigma {IHC_SIGMA})", "rgb": True}
     return [(img_as_ubyte(noisy), meta, "image")]
 
@@ -30,6 +30,7 @@ def cmu1_region() -> list[tuple[Any, dict[str, Any], str]]:
 
     data, meta = read_image(CMU1_PATH)
     kwargs: dict[str, Any] = {"name": "CMU-1 small region (H&E)", "rgb": True}
-    if meta.get("scale") is not None:
+    if meta.get("mpp"):
         kwargs["scale"] = tuple(meta["scale"])
+        kwargs["units"] = (meta["units"], meta["units"])
     return [(data, kwargs, "image")]

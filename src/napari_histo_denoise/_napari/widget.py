@@ -266,8 +266,7 @@ class HistoDenoiseWidget(QWidget):
         name = getattr(self._source, "name", None)
         if self.running and event.value.name == name and name not in self.viewer.layers:
             self.current_run.cancel(
-                f"Denoise stopped: layer {name!r} was removed during the run; "
-                "no result was added."
+                f"Denoise stopped: layer {name!r} was removed during the run; no result was added."
             )
 
     def _set_running(self, running: bool) -> None:
