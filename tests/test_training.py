@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 
+import dask.array as da
 import numpy as np
 import pytest
 import torch
@@ -222,6 +223,10 @@ def test_load_images_reads_folders_and_files(tmp_path):
     np.testing.assert_array_equal(arrays[1], IHC[64:128, :96])
     arrays, names = load_images([tmp_path / "a.png", IHC])
     assert names == ["a.png", "images[1]"] and arrays[1] is IHC
+    pyramid = [da.from_array(IHC, chunks=128), da.from_array(IHC[::2, ::2], chunks=128)]
+    arrays, names = load_images([pyramid])  # a multiscale layer: level 0, read into memory
+    assert isinstance(arrays[0], np.ndarray)
+    np.testing.assert_array_equal(arrays[0], IHC)
 
 
 @pytest.mark.parametrize(

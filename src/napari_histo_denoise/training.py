@@ -256,6 +256,8 @@ def _prefetched(
 def load_images(images: Any, *, what: str = "images") -> tuple[list[Any], list[str]]:
     """Resolve arrays, image files and folders to a list of arrays (level 0) and names.
 
+    ``images`` is one array, path or folder, or a list of them; a list or tuple inside
+    that list is a multiscale pyramid (as napari holds one) and gives its level 0.
     Images up to ``IN_MEMORY_BYTES`` are read into memory; larger slides stay lazy.
 
     Raises
@@ -267,14 +269,18 @@ def load_images(images: Any, *, what: str = "images") -> tuple[list[Any], list[s
     """
     from .io import PICTURE_SUFFIXES, TIFF_SUFFIXES, read_image
 
-    items = [images] if _is_single(images) else list(images)
+    if images is None:
+        raise ValueError(f"{what}: no images given")
+    items = list(images) if isinstance(images, (list, tuple)) else [images]
     if not items:
         raise ValueError(f"{what}: no images given")
     suffixes = (*PICTURE_SUFFIXES, *TIFF_SUFFIXES, ".zarr")
     arrays, names = [], []
     for index, item in enumerate(items):
+        if isinstance(item, (list, tuple)) and item:  # a multiscale pyramid: level 0
+            item = item[0]
         if not isinstance(item, (str, os.PathLike)):
-            arrays.append(item)
+            arrays.append(_in_memory(item))
             names.append(f"{what}[{index}]")
             continue
         path = Path(item)
@@ -295,12 +301,19 @@ def load_images(images: Any, *, what: str = "images") -> tuple[list[Any], list[s
             files = [path]
         for file in files:
             data, _meta = read_image(file)
-            level0 = data[0] if isinstance(data, list) else data
-            if level0.nbytes <= IN_MEMORY_BYTES:
-                level0 = np.asarray(level0)
-            arrays.append(level0)
+            arrays.append(_in_memory(data[0] if isinstance(data, list) else data))
             names.append(file.name)
     return arrays, names
+
+
+def _in_memory(array: Any) -> Any:
+    """Read a lazy array (dask, zarr) into memory unless it is larger than IN_MEMORY_BYTES."""
+    if isinstance(array, np.ndarray):
+        return array
+    if not hasattr(array, "shape"):
+        return np.asarray(array)  # PatchSampler then names what is wrong with its shape
+    nbytes = getattr(array, "nbytes", None)
+    return np.asarray(array) if nbytes is not None and nbytes <= IN_MEMORY_BYTES else array
 
 
 class _Loop:
@@ -466,10 +479,6 @@ def _cancel_check(cancel: Cancel) -> Callable[[], bool]:
     raise ValueError(
         f"cancel must be a threading.Event or a callable, got {type(cancel).__name__}"
     )
-
-
-def _is_single(images: Any) -> bool:
-    return isinstance(images, (str, os.PathLike)) or hasattr(images, "shape")
 
 
 def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
