@@ -138,8 +138,22 @@ def rss_child(path: str, out: str, tile: int, overlap: int) -> None:
         source, out, tiny_module(), tile_size=tile, overlap=overlap, device="cpu"
     )
     took = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
-    print(json.dumps({"s": took, "peak_rss_bytes": peak}))
+    print(json.dumps({"s": took, "peak_rss_bytes": peak_rss()}))
+
+
+def peak_rss() -> int:
+    """Peak resident memory of this process in bytes.
+
+    VmHWM belongs to the process's own address space; ``ru_maxrss`` would also count the
+    parent's resident pages at fork time (Linux keeps it across fork and exec).
+    """
+    status = Path("/proc/self/status")
+    if status.is_file():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    scale = 1 if sys.platform == "darwin" else 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
 
 
 def section_rss(args) -> list[dict]:
