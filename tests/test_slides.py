@@ -303,3 +303,15 @@ def test_cli_denoises_a_slide_into_an_ome_zarr_pyramid(tmp_path, capsys):
     assert result.shape == (96, 160, 3) and meta["mpp"] == pytest.approx(0.499)
     assert main([*args[:3], str(tmp_path / "out.png"), *args[4:]]) == 2
     assert "--tissue-only writes an OME-Zarr" in capsys.readouterr().err
+
+
+def test_resume_never_mixes_two_images_of_the_same_shape(tmp_path, ihc, blur):
+    first, second = ihc[:240, :240], ihc[-240:, -240:]
+    out = tmp_path / "r.ome.zarr"
+    with pytest.raises(Cancelled):
+        denoise_slide(
+            first, out, block_size=BLOCK, cancel=lambda: CountingBlur.tiles > 8, **_kw(blur)
+        )
+    denoise_slide(second, out, block_size=BLOCK, **_kw(blur))
+    fresh = denoise_slide(second, tmp_path / "fresh.ome.zarr", block_size=BLOCK, **_kw(blur))
+    np.testing.assert_array_equal(np.asarray(read_image(out)[0]), np.asarray(read_image(fresh)[0]))
