@@ -321,3 +321,36 @@ def test_napari_face_modules_import_no_torch():
         "assert 'torch' not in sys.modules, 'torch imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_screenshot_of_the_plugin_at_work(make_napari_viewer, weights, tmp_path, qtbot):
+    """The whole window: noisy sample and its denoised layer side by side, widget, summary.
+
+    With ``HISTO_DENOISE_DEMO_WEIGHTS`` (trained weights) the picture goes to
+    ``docs/images/plugin.png``; otherwise (fresh, untrained weights) to a temporary folder.
+    """
+    import os
+    from pathlib import Path
+
+    from skimage.io import imsave
+
+    demo = os.environ.get("HISTO_DENOISE_DEMO_WEIGHTS")
+    out = Path(__file__).parents[1] / "docs" / "images" if demo else tmp_path
+    viewer = make_napari_viewer(show=True)
+    viewer.window._qt_window.resize(1500, 950)
+    (noisy,) = viewer.open_sample(PLUGIN, "noisy_ihc")
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Histo Denoise")
+    widget.set_layer(noisy.name)
+    widget.set_settings(weights=demo or weights, tile_size=256, overlap=32, device="cpu")
+    run = widget.run()
+    qtbot.waitUntil(lambda: run.done, timeout=300_000)
+    assert run.status == "finished", run.message
+    wait_idle(viewer, qtbot)
+    viewer.grid.enabled = True
+    viewer.reset_view()
+    image = viewer.screenshot(canvas_only=False, flash=False)
+    assert image.shape[0] > 600 and image.shape[1] > 1000
+    out.mkdir(parents=True, exist_ok=True)
+    imsave(out / "plugin.png", image[..., :3], check_contrast=False)
+    assert [layer.name for layer in viewer.layers] == [noisy.name, run.result.name]
+    wait_idle(viewer, qtbot)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import threading
 import time
+import weakref
 from collections.abc import Callable, Generator
 from typing import Any
 
@@ -40,6 +42,22 @@ def release_accelerator_memory() -> None:
     torch = sys.modules.get("torch")
     if torch is not None and torch.cuda.is_available():
         torch.cuda.empty_cache()
+
+
+_live_runs: weakref.WeakSet[Run] = weakref.WeakSet()
+
+
+def _finish_runs_at_exit() -> None:
+    """Cancel the runs still going and let the pool threads end before Python tears down Qt.
+
+    Without this a script that exits while a worker runs aborts (the worker emits into
+    deleted Qt objects). napari's own event loop does the same on quit; scripts may not run it.
+    """
+    from qtpy.QtCore import QThreadPool
+
+    for run in list(_live_runs):
+        run.cancel()
+    QThreadPool.globalInstance().waitForDone(60_000)
 
 
 def guarded(job: Generator[Any, None, Any]) -> Generator[Any, None, Any]:
@@ -99,6 +117,10 @@ class Run:
         self.worker.returned.connect(self._returned)
         self.worker.errored.connect(self._errored)
         self.worker.finished.connect(self._finished)
+        if not _live_runs:
+            atexit.unregister(_finish_runs_at_exit)
+            atexit.register(_finish_runs_at_exit)
+        _live_runs.add(self)
         self.worker.start()
 
     @property
