@@ -381,13 +381,12 @@ class _Runner:
         device = prepared.device
         self.tile = (run.grid_y.tile, run.grid_x.tile)
         self.batch = run.settings.batch_size or prepared.auto_batch(self.tile)
-        to_device = {"device": device}
         self.win_y = [
-            torch.from_numpy(run.grid_y.window(i)).to(**to_device)
+            torch.from_numpy(run.grid_y.window(i)).to(device)
             for i in range(len(run.grid_y.starts))
         ]
         self.win_x = [
-            torch.from_numpy(run.grid_x.window(j)).to(**to_device)
+            torch.from_numpy(run.grid_x.window(j)).to(device)
             for j in range(len(run.grid_x.starts))
         ]
         self.scale = DTYPE_SCALE[run.layout.dtype]
@@ -461,6 +460,8 @@ class _Runner:
 
 
 def _make_run(image: Any, model: Any, weights: Any, progress: Any, cancel: Any, **options) -> _Run:
+    if isinstance(options.get("device"), torch.device):
+        options["device"] = str(options["device"])
     settings = DenoiseSettings(model=model, weights=weights, **options)
     return _Run(image, settings, progress, cancel)
 
