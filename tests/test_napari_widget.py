@@ -346,8 +346,10 @@ def test_screenshot_of_the_plugin_at_work(make_napari_viewer, weights, tmp_path,
     qtbot.waitUntil(lambda: run.done, timeout=300_000)
     assert run.status == "finished", run.message
     wait_idle(viewer, qtbot)
-    viewer.grid.enabled = True
+    viewer.grid.enabled = True  # the noisy and the denoised layer side by side
+    qtbot.wait(300)  # let the canvas take its final size before fitting the view
     viewer.reset_view()
+    qtbot.wait(300)
     image = viewer.screenshot(canvas_only=False, flash=False)
     assert image.shape[0] > 600 and image.shape[1] > 1000
     out.mkdir(parents=True, exist_ok=True)
