@@ -390,3 +390,30 @@ def test_cli_denoise_picture_tiff_and_zarr(tmp_path, basic_weights, capsys):
         == 2
     )
     assert "multiple of 16" in capsys.readouterr().err
+
+
+def test_devices_and_precision_choices():
+    from napari_histo_denoise.devices import resolve_precision
+
+    devices = nhd.available_devices()
+    assert devices[-1] == "cpu"
+    assert str(nhd.resolve_device("auto")) == devices[0]
+    assert nhd.resolve_device("CPU") == torch.device("cpu")
+    assert resolve_precision("auto", "cpu") == "fp32"
+    assert resolve_precision("auto", torch.device("cuda", 0)) == "bf16"
+    with pytest.raises(ValueError, match="unknown device"):
+        nhd.resolve_device("cpu:1")
+    with pytest.raises(ValueError, match="precision"):
+        resolve_precision("int8", "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="not available"):
+            nhd.resolve_device("cuda")
+
+
+def test_settings_refuse_mismatched_model_and_weights():
+    with pytest.raises(ValueError, match="only for a named model"):
+        nhd.DenoiseSettings(model=Identity(), weights={})
+    with pytest.raises(ValueError, match=r"torch\.nn\.Module"):
+        nhd.DenoiseSettings(model=42)
+    settings = nhd.DenoiseSettings(model=Identity(), tile_size=512, overlap=64)
+    assert (settings.tile_size, settings.overlap, settings.batch_size) == (512, 64, None)
