@@ -46,7 +46,7 @@ DTYPE_SCALE = {
     np.dtype(np.float32): 1.0,
     np.dtype(np.float64): 1.0,
 }
-#: Pixels per batch on devices without a memory query (CPU, MPS).
+#: Pixels per batch on devices without a memory query (CPU, MPS): four 256^2 tiles.
 HOST_BATCH_PIXELS = 4 * 256 * 256
 #: Tiles a band should hold at least (bands are also capped by BAND_BYTES).
 BAND_TILES = 64
