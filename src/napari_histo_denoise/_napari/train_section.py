@@ -93,7 +93,7 @@ class TrainSection(QGroupBox):
     """
 
     def __init__(self, viewer: napari.Viewer, model_combo: QComboBox) -> None:
-        super().__init__("Train")
+        super().__init__()
         self.viewer = viewer
         self.model_combo = model_combo
         self.current_run: Run | None = None

@@ -25,6 +25,7 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+from superqt import QCollapsible
 
 from .choosers import LayerChooser, WeightsChooser
 from .layers import add_result_layer, is_lazy, source_data
@@ -96,7 +97,10 @@ class HistoDenoiseWidget(QWidget):
         self.train = TrainSection(napari_viewer, self.model_combo)
         layout = QVBoxLayout(self)
         layout.addWidget(box)
-        layout.addWidget(self.train)
+        # Collapsed until wanted, so the Denoise controls and a Model summary dock fit.
+        self.train_box = QCollapsible("Train new weights")
+        self.train_box.addWidget(self.train)
+        layout.addWidget(self.train_box)
         layout.addStretch(1)
 
         self._inputs = (
