@@ -229,7 +229,7 @@ class HistoDenoiseWidget(QWidget):
         self.current_run = Run(
             functools.partial(denoise_job, data, settings, stream=stream, rgb=rgb),
             on_progress=self._on_progress,
-            on_result=functools.partial(self._add_result, source, settings),
+            on_result=functools.partial(self._add_result, source),
             on_done=self._on_done,
             what="Denoise",
         )
@@ -253,7 +253,7 @@ class HistoDenoiseWidget(QWidget):
     def _on_progress(self, event: Any) -> None:
         self.progress.update_progress(event.done, event.total, event.elapsed_s)
 
-    def _add_result(self, source: Any, settings: Any, outcome: Any) -> Any:
+    def _add_result(self, source: Any, outcome: Any) -> Any:
         record = {"source": source.name, **outcome.record}
         layer = add_result_layer(self.viewer, source, outcome.data, record["model"], record)
         self.show_summary()
