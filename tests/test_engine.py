@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import copy
 import threading
+import time
 from pathlib import Path
 
 import dask.array as da
@@ -10,10 +12,12 @@ import tifffile
 import torch
 import torch.nn.functional as F
 import zarr
+from skimage import data
 from torch import nn
 
 import napari_histo_denoise as nhd
 from napari_histo_denoise import engine
+from napari_histo_denoise.checkpoint import WeightsError
 from napari_histo_denoise.engine import Cancelled, Progress, denoise, denoise_to_zarr, iter_denoise
 from napari_histo_denoise.models import build_model
 
@@ -274,6 +278,70 @@ def test_progress_reports_every_batch_and_cancel_stops():
         for event in events:
             seen_iter.append(event)
     assert len(seen_iter) == 3 and seen_iter[-1].done == 6
+
+
+def test_cancel_stops_the_basic_model_inside_a_forward_pass_within_a_second():
+    torch.manual_seed(0)
+    model = build_model("basic").eval()  # eval, on the CPU: the engine runs it as it is
+    small = data.immunohistochemistry()[:48, :64]
+    before = denoise(small, model, device="cpu").compute()
+    stop = threading.Event()
+    image = np.tile(data.immunohistochemistry()[:256, :256], (2, 2, 1))  # 512 x 512 x 3
+    lazy = denoise(image, model, tile_size=256, overlap=32, device="cpu", cancel=stop)
+    set_at = []
+    timer = threading.Timer(0.3, lambda: (set_at.append(time.monotonic()), stop.set()))
+    timer.start()
+    with pytest.raises(Cancelled):
+        lazy.compute()
+    latency = time.monotonic() - set_at[0]
+    timer.join()
+    assert latency < 1.0  # the bound; a 256^2 batch alone takes seconds here
+    assert not any(m._forward_pre_hooks for m in model.modules())  # hooks were removed
+    np.testing.assert_array_equal(denoise(small, model, device="cpu").compute(), before)
+
+
+def test_unusable_weights_fail_when_called_not_when_computed(tmp_path, basic_weights):
+    _, basic_file = basic_weights
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(b"these bytes are not a weights file" * 8)
+    image = np.zeros((32, 32, 3), np.uint8)
+    for model, weights, match in (("basic", broken, "broken"), ("deep", basic_file, "deep")):
+        with pytest.raises(WeightsError, match=match):
+            denoise(image, model, weights)
+        with pytest.raises(WeightsError, match=match):
+            iter_denoise(image, model, weights)
+        with pytest.raises(WeightsError, match=match):
+            denoise_to_zarr(image, tmp_path / "out.zarr", model, weights)
+    assert [p.name for p in tmp_path.iterdir()] == ["broken.safetensors"]
+
+
+def test_module_in_training_mode_runs_in_eval_mode_and_is_left_as_it_was():
+    torch.manual_seed(2)
+    model = build_model("basic")  # training mode: batch norm would use batch statistics
+    state = copy.deepcopy(model.state_dict())
+    image = data.immunohistochemistry()[200:264, 300:364]  # (Y, X, 3) uint8
+    result = denoise(image, model).compute()  # default settings (CPU here)
+    assert all(m.training for m in model.modules())
+    for name, tensor in model.state_dict().items():  # running statistics untouched
+        torch.testing.assert_close(tensor, state[name], rtol=0, atol=0)
+    expected = denoise(image, copy.deepcopy(model).eval()).compute()
+    np.testing.assert_array_equal(result, expected)
+    x = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
+    with torch.no_grad():
+        batch_stats = copy.deepcopy(model)(x)[0].permute(1, 2, 0).mul(255).round().numpy()
+    assert np.abs(result.astype(float) - batch_stats).mean() > 1  # eval mode made a difference
+
+
+def test_a_module_changed_after_a_run_is_not_served_from_a_stale_copy():
+    conv = nn.Conv2d(3, 3, 1, bias=False)  # training mode: the engine runs a copy
+    with torch.no_grad():
+        conv.weight.zero_()
+        conv.weight[range(3), range(3)] = 1.0
+    image = np.full((32, 32, 3), 200, np.uint8)
+    np.testing.assert_array_equal(denoise(image, conv).compute(), image)
+    with torch.no_grad():
+        conv.weight.mul_(0.5)  # e.g. trained further
+    np.testing.assert_array_equal(denoise(image, conv).compute(), np.full_like(image, 100))
 
 
 def test_out_of_memory_halves_the_batch_then_fails_clearly():

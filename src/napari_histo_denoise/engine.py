@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import itertools
 import math
 import os
 import shutil
@@ -59,7 +60,7 @@ _OOM_ERRORS = (getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError),)
 
 
 class Cancelled(Exception):
-    """Raised when a denoise run is cancelled between batches."""
+    """Raised when a denoise run is cancelled (between batches or inside a forward pass)."""
 
 
 @dataclass(frozen=True)
@@ -93,8 +94,7 @@ class _ModelSource:
     def from_settings(cls, settings: DenoiseSettings) -> _ModelSource:
         model, weights = settings.model, settings.weights
         if isinstance(model, nn.Module):
-            token = _MODULE_TOKENS.setdefault(model, f"module-{uuid.uuid4().hex}")
-            return cls("module", model, None, token)
+            return cls("module", model, None, _module_token(model))
         if isinstance(weights, Mapping):
             return cls("state_dict", dict(weights), model, f"state-{uuid.uuid4().hex}")
         if isinstance(weights, (str, os.PathLike)):
@@ -108,8 +108,9 @@ class _ModelSource:
             f"weights must be a file path or a state dict, got {type(weights).__name__}"
         )
 
-    def build(self, device: torch.device, channels_last: bool) -> nn.Module:
+    def build(self, device: torch.device) -> nn.Module:
         """Return the model in eval mode on ``device``, never modifying a caller's module."""
+        channels_last = device.type == "cuda"
         if self.kind == "path":
             from .checkpoint import load_model
 
@@ -137,6 +138,20 @@ class _ModelSource:
         return model
 
 
+def _module_token(model: nn.Module) -> str:
+    """Cache key of a module: its identity plus its tensors' in-place versions.
+
+    Training or loading weights into the module after a run changes the versions, so
+    the next run copies the module afresh instead of reusing a stale copy.
+    """
+    identity = _MODULE_TOKENS.setdefault(model, f"module-{uuid.uuid4().hex}")
+    try:
+        version = sum(t._version for t in itertools.chain(model.parameters(), model.buffers()))
+    except RuntimeError:  # inference tensors keep no version: never reuse across runs
+        version = uuid.uuid4().hex
+    return f"{identity}-{version}"
+
+
 class _Prepared:
     """A model ready on one device, with its precision and a lock serialising forwards."""
 
@@ -145,10 +160,19 @@ class _Prepared:
         self.device = device
         self.precision = precision
         self.channels_last = device.type == "cuda"
+        # A GPU batch takes well under a second, and new hooks would make a torch.compile'd
+        # model retrace: cancel hooks only where one forward pass can take seconds.
+        self.cancel_hooks = device.type != "cuda" and not hasattr(model, "_orig_mod")
         self.lock = threading.Lock()
 
-    def forward(self, batch: torch.Tensor) -> torch.Tensor:
-        """Run one batch (N x 3 x H x W float32 on the device) and return float32."""
+    def forward(
+        self, batch: torch.Tensor, check_cancel: Callable[[], None] | None = None
+    ) -> torch.Tensor:
+        """Run one batch (N x 3 x H x W float32 on the device) and return float32.
+
+        ``check_cancel`` (raising :class:`Cancelled`) is also called before every
+        submodule's forward, so a cancel stops a long pass part-way through.
+        """
         if self.channels_last:
             batch = batch.contiguous(memory_format=torch.channels_last)
         autocast = (
@@ -156,7 +180,8 @@ class _Prepared:
             if self.precision != "fp32"
             else contextlib.nullcontext()
         )
-        with self.lock, torch.inference_mode(), autocast:
+        hooks = check_cancel if self.cancel_hooks else None
+        with self.lock, _pre_hooks(self.model, hooks), torch.inference_mode(), autocast:
             return self.model(batch).float()
 
     def auto_batch(self, tile_shape: tuple[int, int]) -> int:
@@ -173,6 +198,25 @@ class _Prepared:
         return int(min(_MAX_AUTO_BATCH, max(1, MEMORY_SHARE * free // per_tile)))
 
 
+@contextlib.contextmanager
+def _pre_hooks(model: nn.Module, hook: Callable[[], None] | None) -> Generator[None, None, None]:
+    """Call ``hook()`` before each submodule's forward while the block runs, then unhook.
+
+    Hooks live only for one forward pass (under the model's lock), so runs sharing a
+    cached model never see each other's. A module without submodules (or one whose
+    forward does not call them as modules, e.g. TorchScript) gets no calls.
+    """
+    handles = []
+    if hook is not None:
+        submodules = list(model.modules())[1:]
+        handles = [m.register_forward_pre_hook(lambda _m, _args: hook()) for m in submodules]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
 def _prepared_model(source: _ModelSource, device_name: str, precision: str) -> _Prepared:
     device = resolve_device(device_name)
     precision = resolve_precision(precision, device)
@@ -180,7 +224,7 @@ def _prepared_model(source: _ModelSource, device_name: str, precision: str) -> _
     with _CACHE_LOCK:
         prepared = _MODEL_CACHE.get(key)
         if prepared is None:
-            model = source.build(device, channels_last=device.type == "cuda")
+            model = source.build(device)
             prepared = _MODEL_CACHE[key] = _Prepared(model, device, precision)
             while len(_MODEL_CACHE) > _CACHE_SIZE:
                 _MODEL_CACHE.popitem(last=False)
@@ -241,8 +285,8 @@ class _Layout:
 
     @property
     def colour(self) -> tuple[slice, ...]:
-        """Index of the denoised channels within a plane (all of a gray plane, RGB of RGBA)."""
-        return (slice(None), slice(None), slice(0, 3)) if self.channels == 4 else ()
+        """Index of the denoised channels within rows of a plane (RGB of RGBA, else all)."""
+        return (slice(None), slice(0, 3)) if self.channels == 4 else ()
 
 
 class _Run:
@@ -262,7 +306,9 @@ class _Run:
         self.layout = _Layout.of(image)
         self.settings = settings
         self.source = _ModelSource.from_settings(settings)
-        resolve_device(settings.device)  # fail early on a device this machine lacks
+        # Build or load the model now (into the process cache the lazy result then reuses),
+        # so an unusable device or weights file fails at call time, not at compute time.
+        _prepared_model(self.source, settings.device, settings.precision)
         self.grid_y = axis_grid(self.layout.height, settings.tile_size, settings.overlap)
         self.grid_x = axis_grid(self.layout.width, settings.tile_size, settings.overlap)
         nx = len(self.grid_x.starts)
@@ -318,7 +364,7 @@ class _Run:
         return (
             *plane,
             slice(min(band.start, size - 1), min(band.stop, size)),
-            *self.layout.colour[1:],
+            *self.layout.colour,
         )
 
     def pad_band(self, rows: Any, band: Band) -> np.ndarray:
@@ -418,6 +464,7 @@ class _Runner:
             for i in range(band.first_tile, band.stop_tile)
             for j in range(len(run.grid_x.starts))
         ]
+        check = run.check_cancel if run.cancel is not None else None
         position = 0
         while position < len(tiles):
             run.check_cancel()
@@ -427,7 +474,7 @@ class _Runner:
             if gray:
                 batch = batch.expand(-1, 3, -1, -1)
             try:
-                output = self.prepared.forward(batch)
+                output = self.prepared.forward(batch, check)
             except _OOM_ERRORS:
                 self._halve()
                 continue
@@ -459,7 +506,9 @@ class _Runner:
 # --------------------------------------------------------------------------- public API
 
 
-def _make_run(image: Any, model: Any, weights: Any, progress: Any, cancel: Any, **options) -> _Run:
+def _make_run(
+    image: Any, model: Any, weights: Any, *, progress: Any = None, cancel: Any = None, **options
+) -> _Run:
     if isinstance(options.get("device"), torch.device):
         options["device"] = str(options["device"])
     settings = DenoiseSettings(model=model, weights=weights, **options)
@@ -513,7 +562,8 @@ def denoise(
         Pixels neighbouring tiles share and blend.
     batch_size : int or None
         Tiles per forward pass; ``None`` picks it from the free device memory (CUDA)
-        or a fixed pixel budget (CPU, MPS). On CUDA out-of-memory the batch is halved.
+        or a budget of four 256 x 256 tiles' pixels (CPU, MPS). On CUDA out-of-memory
+        the batch is halved.
     device : str
         ``"auto"`` (CUDA, then MPS, then CPU; resolved where the work runs), ``"cpu"``,
         ``"cuda"``, ``"cuda:N"``, ``"mps"``.
@@ -523,7 +573,8 @@ def denoise(
         Called as ``progress(done_tiles, total_tiles)`` after each batch (in the process
         that runs the batch).
     cancel : threading.Event or callable, optional
-        Checked before each batch; when set (or returning True) the computation raises
+        Checked before each batch and, on CPU and MPS, before each submodule's forward
+        inside a batch; when set (or returning True) the computation raises
         :class:`Cancelled`.
 
     Returns
@@ -535,14 +586,16 @@ def denoise(
     Raises
     ------
     ValueError
-        For an unsupported image, model, weights, tiling, device or precision.
+        For an unsupported image, model, weights, tiling, device or precision, when
+        called (a named model is loaded now, so bad weights raise
+        :class:`~napari_histo_denoise.checkpoint.WeightsError` here, not at compute time).
     """
     run = _make_run(
         image,
         model,
         weights,
-        progress,
-        cancel,
+        progress=progress,
+        cancel=cancel,
         tile_size=tile_size,
         overlap=overlap,
         batch_size=batch_size,
@@ -592,8 +645,7 @@ def iter_denoise(
     ``yield from``) is ``out``, or a new numpy array when ``out`` is None. Settings are
     validated when this function is called, before the generator is first advanced.
     """
-    progress, cancel = options.pop("progress", None), options.pop("cancel", None)
-    run = _make_run(image, model, weights, progress, cancel, **options)
+    run = _make_run(image, model, weights, **options)
     layout = run.layout
     if out is None:
         out = np.empty(layout.shape, dtype=layout.dtype)
@@ -613,7 +665,7 @@ def _iter_bands(run: _Run, image: Any, out: Any) -> Generator[Progress, None, An
             pixels = run.pad_band(image[run.band_rows(plane, band)], band)
             top, middle, bottom = yield from run.band_parts(pixels, b)
             rows = (*plane, slice(band.start, band.out_stop))
-            out[(*rows, *layout.colour[1:])] = run.join(previous, top, middle, b)
+            out[(*rows, *layout.colour)] = run.join(previous, top, middle, b)
             if layout.channels == 4:
                 alpha = image[(*rows, slice(None), slice(3, 4))]
                 out[(*rows, slice(None), slice(3, 4))] = np.asarray(
@@ -653,8 +705,7 @@ def denoise_to_zarr(
     target = Path(store).expanduser()
     if target.exists() and not overwrite:
         raise FileExistsError(f"{target} exists; pass overwrite=True to replace it")
-    progress, cancel = options.pop("progress", None), options.pop("cancel", None)
-    run = _make_run(image, model, weights, progress, cancel, **options)
+    run = _make_run(image, model, weights, **options)
     layout = run.layout
     band_rows = run.bands[0].out_stop
     chunks = (

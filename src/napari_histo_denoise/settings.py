@@ -25,6 +25,15 @@ def _positive_int(name: str, value: object) -> None:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
+def _check_precision_and_device(precision: object, device: object) -> None:
+    if precision not in PRECISIONS:
+        raise ValueError(
+            f"unknown precision {precision!r}; valid values are {', '.join(map(repr, PRECISIONS))}"
+        )
+    if not isinstance(device, str) or not device:
+        raise ValueError(f"device must be a name such as 'auto' or 'cuda:0', got {device!r}")
+
+
 #: Architecture names the engine can build from weights (``models.MODELS``, kept torch-free).
 MODEL_NAMES = ("basic", "deep")
 
@@ -82,15 +91,7 @@ class DenoiseSettings:
         check_tiling(self.tile_size, self.overlap)
         if self.batch_size is not None:
             _positive_int("batch_size", self.batch_size)
-        if self.precision not in PRECISIONS:
-            raise ValueError(
-                f"unknown precision {self.precision!r}; valid values are "
-                f"{', '.join(map(repr, PRECISIONS))}"
-            )
-        if not isinstance(self.device, str) or not self.device:
-            raise ValueError(
-                f"device must be a name such as 'auto' or 'cuda:0', got {self.device!r}"
-            )
+        _check_precision_and_device(self.precision, self.device)
 
 
 @dataclass(frozen=True)
@@ -180,15 +181,7 @@ class TrainSettings:
             raise ValueError(f"lr must be a number, got {self.lr!r}")
         if not math.isfinite(self.lr) or self.lr <= 0:
             raise ValueError(f"lr must be a positive finite number, got {self.lr!r}")
-        if self.precision not in PRECISIONS:
-            raise ValueError(
-                f"unknown precision {self.precision!r}; valid values are "
-                f"{', '.join(map(repr, PRECISIONS))}"
-            )
-        if not isinstance(self.device, str) or not self.device:
-            raise ValueError(
-                f"device must be a name such as 'auto' or 'cuda:0', got {self.device!r}"
-            )
+        _check_precision_and_device(self.precision, self.device)
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
 
