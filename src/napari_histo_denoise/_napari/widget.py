@@ -28,9 +28,9 @@ from qtpy.QtWidgets import (
 from superqt import QCollapsible
 
 from .choosers import LayerChooser, WeightsChooser
-from .layers import add_result_layer, is_lazy, source_data
+from .layers import METADATA_KEY, add_result_layer, is_lazy, source_data
 from .progress_row import ProgressRow
-from .runs import Run
+from .runs import FINISHED, Run
 from .train_section import TrainSection
 
 if TYPE_CHECKING:
@@ -262,8 +262,15 @@ class HistoDenoiseWidget(QWidget):
     def _on_done(self, run: Run) -> None:
         self._source = None
         self._set_running(False)
-        message = run.message or f"Done: added {run.result.name!r}."
-        self.progress.reset(message)
+        if run.status != FINISHED:
+            self.progress.reset(run.message)
+            return
+        record = run.result.metadata[METADATA_KEY]
+        self.progress.reset(
+            f"Done in {record['seconds']:.1f} s ({record['mpx_per_s'] or 0:.2f} Mpx/s on "
+            f"{record['device']}): added {run.result.name!r}."
+        )
+        self.progress.bar.setValue(self.progress.bar.maximum())
 
     def _on_layer_removed(self, event: Any) -> None:
         # Compared by name: the widget sees layers through napari's public proxy.
