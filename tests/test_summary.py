@@ -208,3 +208,12 @@ def test_cli_reports_bad_input_in_one_line(capsys):
     assert main(["summary", "basic", "--input-size", "100"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("histo-denoise summary: error:") and "multiples of 16" in err
+
+
+def test_repeated_traces_give_the_same_data_flow():
+    # Storage addresses are reused across and within traces; the skips must not change.
+    flows = {
+        tuple((st.name, st.sources) for st in model_summary("deep", (1, 3, 64, 64), 2).stages)
+        for _ in range(5)
+    }
+    assert len(flows) == 1

@@ -76,6 +76,7 @@ class _StorageTracker(TorchDispatchMode):
         self.current = 0
         self.peak = 0
         self.concat_inputs: dict[int, list[int]] = {}
+        self.owner: dict[int, str] = {}  # storage key -> name of the stage that produced it
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
@@ -96,7 +97,10 @@ class _StorageTracker(TorchDispatchMode):
         weakref.finalize(storage, self._free, key)
 
     def _free(self, key: int) -> None:
+        # A freed storage's address (its key) can be reused by a later allocation.
         self.current -= self.live.pop(key)
+        self.concat_inputs.pop(key, None)
+        self.owner.pop(key, None)
 
 
 def storage_key(tensor: torch.Tensor) -> int:
@@ -150,7 +154,6 @@ def trace(model_or_name: nn.Module | str, input_shape: Shape, *, train: bool) ->
     model = meta_copy(model_or_name).train(train)
     result = Trace()
     tracker = _StorageTracker()
-    owner: dict[int, str] = {}  # storage key -> name of the stage that produced it
     live_after_previous_stage = 0  # so concatenations count towards the stage they feed
     overall_peak = 0
     handles = []
@@ -183,6 +186,7 @@ def trace(model_or_name: nn.Module | str, input_shape: Shape, *, train: bool) ->
         def hook(module, inputs, output):
             nonlocal overall_peak, live_after_previous_stage
             key = storage_key(inputs[0])
+            owner = tracker.owner
             sources = tuple(owner[k] for k in tracker.concat_inputs.get(key, ()) if k in owner)
             owner[storage_key(output)] = name
             result.stages.append(
@@ -207,6 +211,10 @@ def trace(model_or_name: nn.Module | str, input_shape: Shape, *, train: bool) ->
     for name, module in model.named_children():
         handles.append(module.register_forward_pre_hook(on_stage_start(name)))
         handles.append(module.register_forward_hook(on_stage_end(name)))
+
+    # The first convolution under a dispatch mode imports torch._dynamo lazily; that import
+    # is not thread-safe against an engine run in another thread, so do it here first.
+    import torch._dynamo
 
     x = torch.zeros(input_shape, device="meta")
     grad_mode = torch.enable_grad() if train else torch.no_grad()

@@ -283,10 +283,6 @@ def _bar(percent: float, width: int = 30) -> str:
 
 def _summaries_job(tile: int, batch: int):
     """Worker job: the core summaries of both models at one tile and batch size."""
-    # Tracing imports torch._dynamo lazily inside a dispatch mode; doing that while another
-    # thread runs the engine breaks torch's operator registry, so import it first.
-    import torch._dynamo  # noqa: F401
-
     from ..summary import model_summary
 
     found = {}

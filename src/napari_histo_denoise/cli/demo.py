@@ -24,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "held-out crop of the CMU-1 slide, write before/after PNGs and print PSNR and SSIM.",
     )
     parser.add_argument("-o", "--output", type=Path, default=Path("demo_output"))
-    parser.add_argument("--steps", type=int, default=300, help="training steps (default 300)")
+    parser.add_argument("--steps", type=int, default=200, help="training steps (default 200)")
     parser.add_argument("--sigma", type=float, default=25.0, help="noise std on the 0-255 scale")
     parser.add_argument("--crop", type=int, default=512, help="side of the test crop in pixels")
     parser.add_argument("--device", default="auto")
@@ -64,9 +64,11 @@ def run(args: argparse.Namespace) -> int:
         "basic",
         noise=f"gaussian:{max(5, args.sigma - 10):g}-{args.sigma + 10:g}",
         steps=args.steps,
-        patch_size=64,
+        # Small patches: on a CPU, 200 steps of 32 x 32 take about 1.5 minutes and already
+        # beat the noisy input (64 x 64 patches need about four times as long for the same).
+        patch_size=32,
         batch_size=8,
-        lr=2e-3,
+        lr=3e-3,
         device=args.device,
         seed=args.seed,
         progress=_print_progress,
