@@ -14,6 +14,4 @@ def psnr(clean: np.ndarray, image: np.ndarray) -> float:
 def ssim(clean: np.ndarray, image: np.ndarray) -> float:
     """Structural similarity, ``data_range=1.0``; colour images (H x W x C) channel by channel."""
     channel_axis = -1 if np.ndim(clean) == 3 else None
-    return float(
-        structural_similarity(clean, image, data_range=1.0, channel_axis=channel_axis)
-    )
+    return float(structural_similarity(clean, image, data_range=1.0, channel_axis=channel_axis))
