@@ -79,9 +79,10 @@ def timed_engine(image, model, **options) -> float:
     import torch
 
     from napari_histo_denoise import engine
+    from napari_histo_denoise.events import drain
 
     start = time.perf_counter()
-    result = engine.drain(engine.iter_denoise(image, model, **options))
+    result = drain(engine.iter_denoise(image, model, **options))
     if torch.cuda.is_available():
         torch.cuda.synchronize()
     assert result.shape == image.shape and result.dtype == image.dtype
@@ -203,6 +204,7 @@ def section_gpu(args) -> list[dict]:
     from skimage.metrics import peak_signal_noise_ratio
 
     from napari_histo_denoise import engine
+    from napari_histo_denoise.events import drain
     from napari_histo_denoise.models import build_model
 
     device = torch.device("cuda")
@@ -213,7 +215,7 @@ def section_gpu(args) -> list[dict]:
     for name in ("basic", "deep"):
         torch.manual_seed(0)
         model = build_model(name).eval()
-        reference = engine.drain(
+        reference = drain(
             engine.iter_denoise(
                 crop, model, tile_size=256, overlap=32, device="cpu", precision="fp32"
             )
@@ -230,7 +232,7 @@ def section_gpu(args) -> list[dict]:
         # warm-up on one band's worth of rows: the same batch shapes as the timed run
         timed_engine(image[: 4 * tile], gpu_model, **options)
         took = timed_engine(image, gpu_model, **options)
-        result = engine.drain(
+        result = drain(
             engine.iter_denoise(
                 crop, gpu_model, tile_size=256, overlap=32, device="cuda", precision="bf16"
             )

@@ -19,6 +19,7 @@ import napari_histo_denoise as nhd
 from napari_histo_denoise import engine
 from napari_histo_denoise.checkpoint import WeightsError
 from napari_histo_denoise.engine import Cancelled, Progress, denoise, denoise_to_zarr, iter_denoise
+from napari_histo_denoise.events import drain
 from napari_histo_denoise.models import build_model
 
 SVS = Path(nhd.__file__).parent / "data" / "cmu1_small_region.svs"
@@ -88,12 +89,7 @@ def test_identity_module_returns_the_input(shape, dtype):
     np.testing.assert_array_equal(image, before)  # the input is never modified
     eager = iter_denoise(image, Identity(), tile_size=64, overlap=16, batch_size=5)
     events = []
-    while True:
-        try:
-            events.append(next(eager))
-        except StopIteration as stop:
-            eager_result = stop.value
-            break
+    eager_result = drain(eager, events.append)
     if np.dtype(dtype).kind == "u":
         np.testing.assert_array_equal(computed, image)
     else:

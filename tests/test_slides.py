@@ -13,7 +13,8 @@ from skimage import data
 from skimage.transform import downscale_local_mean
 
 import napari_histo_denoise
-from napari_histo_denoise.engine import Cancelled, drain, iter_denoise
+from napari_histo_denoise.engine import Cancelled, iter_denoise
+from napari_histo_denoise.events import drain
 from napari_histo_denoise.io import ImageReadError, read_image
 from napari_histo_denoise.slides import (
     default_block_size,

@@ -15,6 +15,7 @@ from torch import nn
 from napari_histo_denoise import Cancelled, iter_train, train
 from napari_histo_denoise.checkpoint import load_model, save_weights
 from napari_histo_denoise.cli import main
+from napari_histo_denoise.events import drain
 from napari_histo_denoise.metrics import psnr
 from napari_histo_denoise.models import DeepHistoAutoencoder
 from napari_histo_denoise.noise import parse_noise
@@ -88,12 +89,7 @@ def test_progress_events_are_yielded_and_passed_to_the_callback():
         TRAIN, Conv3(), steps=6, val_images=HELD_OUT, val_every=3, progress=seen.append, **FAST
     )
     yielded = []
-    while True:
-        try:
-            yielded.append(next(events))
-        except StopIteration as stop:
-            result = stop.value
-            break
+    result = drain(events, yielded.append)
     assert yielded == seen
     assert [e.step for e in yielded] == [1, 2, 3, 4, 5, 6]
     assert all(e.steps == 6 and np.isfinite(e.loss) for e in yielded)

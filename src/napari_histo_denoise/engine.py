@@ -37,6 +37,7 @@ import torch
 from torch import nn
 
 from .devices import PRECISION_DTYPES, free_memory, resolve_device, resolve_precision
+from .events import drain
 from .settings import DenoiseSettings
 from .tiling import Band, axis_grid, plan_bands, reflect_indices
 
@@ -513,15 +514,6 @@ def _make_run(
         options["device"] = str(options["device"])
     settings = DenoiseSettings(model=model, weights=weights, **options)
     return _Run(image, settings, progress, cancel)
-
-
-def drain(events: Generator[Any, None, Any]) -> Any:
-    """Run a generator such as :func:`iter_denoise` to the end and return its return value."""
-    while True:
-        try:
-            next(events)
-        except StopIteration as stop:
-            return stop.value
 
 
 def _finish_band(run: _Run, rows: np.ndarray, index: int) -> tuple:

@@ -27,6 +27,7 @@ from typing import Any
 import dask.array as da
 import numpy as np
 
+from .events import drain, relay
 from .io import ImageReadError, check_levels, read_image
 
 #: Edge of the level-0 blocks that are denoised (or skipped) and stored as one chunk each.
@@ -627,16 +628,18 @@ def iter_denoise_slide(
             gy, gx = _grow((y, x), overlap, level0.shape)
             source = np.asarray(level0[gy, gx].compute())
             runner = iter_denoise(source, model, weights, cancel=cancel, **options)
-            while True:
-                try:
-                    step = next(runner)
-                except StopIteration as result:
-                    result_block = np.asarray(result.value)
-                    break
-                fraction = step.done / max(1, step.total)
-                yield Progress(
-                    finished + int(fraction * pixels), total, time.perf_counter() - start
+            result_block = np.asarray(
+                (
+                    yield from relay(
+                        runner,
+                        lambda step, finished=finished, pixels=pixels: Progress(
+                            finished + int(step.done / max(1, step.total) * pixels),
+                            total,
+                            time.perf_counter() - start,
+                        ),
+                    )
                 )
+            )
             block = result_block[
                 y.start - gy.start : y.stop - gy.start, x.start - gx.start : x.stop - gx.start
             ]
@@ -740,10 +743,4 @@ def denoise_slide(
         block_size=block_size,
         overwrite=overwrite,
     )
-    while True:
-        try:
-            step = next(runner)
-        except StopIteration as result:
-            return result.value
-        if progress is not None:
-            progress(step.done, step.total)
+    return drain(runner, progress and (lambda step: progress(step.done, step.total)))

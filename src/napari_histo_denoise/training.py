@@ -32,6 +32,7 @@ from torch.nn import functional as F
 
 from .devices import PRECISION_DTYPES, resolve_device, resolve_precision
 from .engine import Cancelled
+from .events import drain
 from .patches import PatchSampler
 from .selfsupervised import GAMMA, neighbor2neighbor_loss
 from .settings import TrainSettings
@@ -97,12 +98,7 @@ def train(
     -------
     TrainResult
     """
-    events = iter_train(images, model, progress=progress, **options)
-    while True:
-        try:
-            next(events)
-        except StopIteration as stop:
-            return stop.value
+    return drain(iter_train(images, model, progress=progress, **options))
 
 
 def iter_train(

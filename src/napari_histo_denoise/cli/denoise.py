@@ -55,7 +55,8 @@ def _bar(done: int, total: int, unit: str = "tiles") -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Read the input, denoise it, write the output."""
-    from ..engine import denoise_to_zarr, drain, iter_denoise
+    from ..engine import denoise_to_zarr, iter_denoise
+    from ..events import drain
     from ..io import read_image
 
     output: Path = args.output

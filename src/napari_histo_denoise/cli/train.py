@@ -67,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
     noise = None if args.noise.lower() == "none" else args.noise
 
     from ..checkpoint import save_weights
+    from ..events import drain
     from ..training import iter_train
 
     events = iter_train(
@@ -88,12 +89,7 @@ def run(args: argparse.Namespace) -> int:
         init_weights=args.init_weights,
     )
     bar = _ProgressLine(sys.stderr)
-    while True:
-        try:
-            bar.show(next(events))
-        except StopIteration as stop:
-            result = stop.value
-            break
+    result = drain(events, bar.show)
     bar.close()
     save_weights(args.output, result.model, result.metadata)
     meta = result.metadata
