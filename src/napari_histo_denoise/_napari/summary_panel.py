@@ -24,6 +24,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from ..settings import MODEL_NAMES
 from .runs import Run
 
 if TYPE_CHECKING:
@@ -31,7 +32,6 @@ if TYPE_CHECKING:
 
     from ..summary import ModelSummary
 
-MODEL_NAMES = ("basic", "deep")
 LAYER_COLUMNS = ("Layer", "Type", "Input shape", "Output shape", "Params")
 
 

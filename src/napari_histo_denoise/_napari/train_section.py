@@ -22,6 +22,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from ..settings import TRAIN_MODES
 from .choosers import LayerChooser, LayerList
 from .layers import source_data
 from .progress_row import ProgressRow
@@ -33,7 +34,6 @@ if TYPE_CHECKING:
 
     from ..settings import TrainSettings
 
-TRAIN_MODES = ("synthetic", "self-supervised")
 NOISE_KINDS = ("gaussian", "poisson", "speckle", "salt-pepper", "mix")
 NO_VALIDATION = "(no validation)"
 

@@ -27,6 +27,7 @@ from qtpy.QtWidgets import (
 )
 from superqt import QCollapsible
 
+from ..settings import MODEL_NAMES, PRECISIONS
 from .choosers import LayerChooser, WeightsChooser
 from .layers import METADATA_KEY, add_result_layer, is_lazy, source_data
 from .progress_row import ProgressRow
@@ -39,8 +40,6 @@ if TYPE_CHECKING:
     from ..settings import DenoiseSettings
 
 PLUGIN = "napari-histo-denoise"
-MODEL_NAMES = ("basic", "deep")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 #: Spin-box value that stands for "pick the batch size from free memory".
 AUTO_BATCH = 0
 

@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..settings import MODEL_NAMES, PRECISIONS
+
 #: Output suffixes and how they are written.
 ZARR_SUFFIXES = (".zarr",)
 TIFF_SUFFIXES = (".tif", ".tiff")
@@ -23,13 +25,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("input", type=Path, help="image to denoise")
     parser.add_argument("-o", "--output", type=Path, required=True, help="where to write")
-    parser.add_argument("--model", choices=("basic", "deep"), default="basic")
+    parser.add_argument("--model", choices=MODEL_NAMES, default="basic")
     parser.add_argument("--weights", type=Path, required=True, help="trained weights file")
     parser.add_argument("--tile-size", type=int, default=256, metavar="PX")
     parser.add_argument("--overlap", type=int, default=32, metavar="PX")
     parser.add_argument("--batch-size", type=int, default=None, help="default: automatic")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-    parser.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto")
     parser.add_argument(
         "--tissue-only",
         action="store_true",

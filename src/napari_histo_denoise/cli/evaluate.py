@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from ..settings import PRECISIONS
+
 
 def _crop(text: str) -> int | None:
     if text.lower() in ("none", "0"):
@@ -53,7 +55,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tile-size", type=int, default=256)
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-    parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"))
+    parser.add_argument("--precision", default="auto", choices=PRECISIONS)
     parser.add_argument("--json", type=Path, help="also write every row and mean as JSON here")
     parser.add_argument("-o", "--output", type=Path, help="write the Markdown report here")
     parser.set_defaults(run=run)

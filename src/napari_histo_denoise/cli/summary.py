@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..settings import MODEL_NAMES
+
 FORMATS = ("text", "json", "markdown")
 
 
@@ -16,7 +18,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Print the model report (the seed specification's format) for one or both "
         "models. Activation memory is measured from a real forward pass on the meta device.",
     )
-    parser.add_argument("model", choices=("basic", "deep", "both"))
+    parser.add_argument("model", choices=(*MODEL_NAMES, "both"))
     parser.add_argument("--batch-size", type=int, default=8, help="batch for the memory analysis")
     parser.add_argument(
         "--input-size",
@@ -36,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     """Build the summaries and print or write the report."""
     from ..summary import model_summary, render
 
-    names = ("basic", "deep") if args.model == "both" else (args.model,)
+    names = MODEL_NAMES if args.model == "both" else (args.model,)
     shape = (1, 3, args.input_size, args.input_size)
     summaries = [model_summary(n, input_shape=shape, batch_size=args.batch_size) for n in names]
     report = render(summaries, args.format)
