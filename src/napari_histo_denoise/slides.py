@@ -534,7 +534,43 @@ def iter_denoise_slide(
     block_size: int | None = None,
     overwrite: bool = False,
 ) -> Generator[Any, None, Path]:
-    """Denoise a slide into an OME-Zarr pyramid, yielding progress; see :func:`denoise_slide`.
+    """Denoise a slide (level 0) into a pyramidal OME-Zarr store, yielding progress.
+
+    Parameters
+    ----------
+    path_or_levels : str, Path, array-like or list of array-like
+        A slide file/store (read with :func:`napari_histo_denoise.io.read_image`), an RGB
+        ``(Y, X, 3)`` array, or a pyramid (level 0 first). Only level 0 is denoised; the
+        other levels are used for the tissue mask.
+    out : str or Path
+        The OME-Zarr store to create (OME-NGFF 0.4; ``.ome.zarr`` by convention).
+    model, weights
+        As for :func:`napari_histo_denoise.engine.denoise`: ``"basic"``/``"deep"`` with
+        weights (path or state dict), or any ``torch.nn.Module``.
+    tissue_only : bool
+        Denoise only blocks that touch tissue (Otsu on a low-resolution level, see
+        :func:`tissue_mask`); background blocks are copied through untouched. Tissue blocks
+        are identical to a run without the option.
+    mask : array-like, optional
+        A 2D mask (nonzero = tissue, any resolution: scaled to level 0) to use instead of
+        the Otsu mask; implies ``tissue_only``.
+    tile_size, overlap, batch_size, device, precision
+        Passed to the engine. ``overlap`` is also the halo of context around each block.
+    cancel : threading.Event or callable, optional
+        Checked between batches; when set (or returning True) ``engine.Cancelled`` is
+        raised and ``<out>.partial`` is kept for a resume.
+    resume : bool
+        Continue a previous run of the same input and settings from ``<out>.partial``
+        (finished blocks are skipped); False starts afresh.
+    mpp : float, optional
+        Microns per pixel (default: from the file's metadata).
+    n_levels : int, optional
+        Pyramid depth (default: halve until the longest side is at most ``MIN_LEVEL_SIDE``).
+    block_size : int, optional
+        Edge of the level-0 blocks (and output chunks); memory is bounded by one block.
+        Default: :func:`default_block_size` (1088 for 256-pixel tiles with 32 overlap).
+    overwrite : bool
+        Replace ``out`` if it exists (otherwise a ValueError).
 
     Yields
     ------
@@ -662,85 +698,22 @@ def denoise_slide(
     path_or_levels: Any,
     out: str | Path,
     *,
-    model: Any = "basic",
-    weights: Any = None,
-    tissue_only: bool = False,
-    mask: Any = None,
-    tile_size: int = 256,
-    overlap: int = 32,
-    batch_size: int | None = None,
-    device: str = "auto",
-    precision: str = "auto",
     progress: Callable[[int, int], object] | None = None,
-    cancel: Any = None,
-    resume: bool = True,
-    mpp: float | None = None,
-    n_levels: int | None = None,
-    block_size: int | None = None,
-    overwrite: bool = False,
+    **options: Any,
 ) -> Path:
     """Denoise a whole slide (level 0) into a pyramidal OME-Zarr store on disk.
 
+    Takes the arguments of :func:`iter_denoise_slide` and runs it to the end.
+
     Parameters
     ----------
-    path_or_levels : str, Path, array-like or list of array-like
-        A slide file/store (read with :func:`napari_histo_denoise.io.read_image`), an RGB
-        ``(Y, X, 3)`` array, or a pyramid (level 0 first). Only level 0 is denoised; the
-        other levels are used for the tissue mask.
-    out : str or Path
-        The OME-Zarr store to create (OME-NGFF 0.4; ``.ome.zarr`` by convention).
-    model, weights
-        As for :func:`napari_histo_denoise.engine.denoise`: ``"basic"``/``"deep"`` with
-        weights (path or state dict), or any ``torch.nn.Module``.
-    tissue_only : bool
-        Denoise only blocks that touch tissue (Otsu on a low-resolution level, see
-        :func:`tissue_mask`); background blocks are copied through untouched. Tissue blocks
-        are identical to a run without the option.
-    mask : array-like, optional
-        A 2D mask (nonzero = tissue, any resolution: scaled to level 0) to use instead of
-        the Otsu mask; implies ``tissue_only``.
-    tile_size, overlap, batch_size, device, precision
-        Passed to the engine. ``overlap`` is also the halo of context around each block.
     progress : callable, optional
         Called as ``progress(done, total)`` (level-0 pixels) after each batch and block.
-    cancel : threading.Event or callable, optional
-        Checked between batches; when set (or returning True) ``engine.Cancelled`` is
-        raised and ``<out>.partial`` is kept for a resume.
-    resume : bool
-        Continue a previous run of the same input and settings from ``<out>.partial``
-        (finished blocks are skipped); False starts afresh.
-    mpp : float, optional
-        Microns per pixel (default: from the file's metadata).
-    n_levels : int, optional
-        Pyramid depth (default: halve until the longest side is at most ``MIN_LEVEL_SIDE``).
-    block_size : int, optional
-        Edge of the level-0 blocks (and output chunks); memory is bounded by one block.
-        Default: :func:`default_block_size` (1088 for 256-pixel tiles with 32 overlap).
-    overwrite : bool
-        Replace ``out`` if it exists (otherwise a ValueError).
 
     Returns
     -------
     Path
         ``out``, complete (the partial store renamed).
     """
-    runner = iter_denoise_slide(
-        path_or_levels,
-        out,
-        model=model,
-        weights=weights,
-        tissue_only=tissue_only,
-        mask=mask,
-        tile_size=tile_size,
-        overlap=overlap,
-        batch_size=batch_size,
-        device=device,
-        precision=precision,
-        cancel=cancel,
-        resume=resume,
-        mpp=mpp,
-        n_levels=n_levels,
-        block_size=block_size,
-        overwrite=overwrite,
-    )
+    runner = iter_denoise_slide(path_or_levels, out, **options)
     return drain(runner, progress and (lambda step: progress(step.done, step.total)))
