@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from torch import nn
 
 from . import __version__
-from .models import SIZE_MULTIPLE
+from .models import MODELS, SIZE_MULTIPLE
 from .tracing import LayerRow, Shape, StageTrace, trace
 
 MB = 2**20
@@ -200,8 +200,6 @@ def model_summary(
 
 def _count(model_or_name: nn.Module | str, traced) -> tuple[int, int, str]:
     if isinstance(model_or_name, str):
-        from .models import MODELS
-
         params = sum(row.params for row in traced.layers)
         return params, params, MODELS[model_or_name].__name__
     params = sum(p.numel() for p in model_or_name.parameters())
