@@ -3,6 +3,7 @@ weights, self-supervised mode, argument checks, CLI) on a tiny module or very sh
 
 from __future__ import annotations
 
+import json
 import threading
 
 import dask.array as da
@@ -285,8 +286,10 @@ def test_cli_train_writes_weights_with_metadata(tmp_path, capsys):
     argv += ["--val-crop", "32", "--val-crops", "1", "-o", str(out)]
     assert main(argv) == 0
     captured = capsys.readouterr()
-    assert "2/2 loss" in captured.err and "val " in captured.err
-    assert f"wrote {out}" in captured.out
+    assert "step 2 (100%) loss" in captured.err and "val " in captured.err
+    assert f"wrote {out}, {out.with_suffix('.json')}" in captured.out
+    report = json.loads(out.with_suffix(".json").read_text())
+    assert report["metadata"]["steps"] == 2 and len(report["history"]["loss"]) == 2
     _model, meta = load_model(out)
     assert meta["architecture"] == "basic" and meta["steps"] == 2
     assert meta["noise"] == "gaussian:15-50" and meta["train_images"] == ["ihc.png"]

@@ -5,6 +5,11 @@ state dict as raw tensors plus one JSON string (architecture, parameter count,
 package version, creation time and the caller's training figures) in the header
 metadata under the key ``napari_histo_denoise``. Loading it cannot execute code.
 
+Tensors are stored in float32, float16, or as compact int8: every convolution weight
+quantised symmetrically per output channel (weight only), beside its float32 scales
+under ``<key>:int8_scale``; biases and batch-norm tensors stay float32. Every reader
+dequantises at load, so callers always get a float32 state dict.
+
 Plain PyTorch files (``.pt``/``.pth``) holding a state dict with the seed's layer
 names, bare or wrapped under ``state_dict``/``model_state_dict``, are also read,
 always with ``torch.load(weights_only=True)``: a file whose pickle would create
@@ -40,6 +45,15 @@ WRAPPER_KEYS = ("state_dict", "model_state_dict")
 #: Key prefixes added by ``nn.DataParallel``/DDP and ``torch.compile``.
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 
+#: Storage dtypes of :func:`save_weights`.
+STORAGE_DTYPES = ("float32", "float16", "int8")
+#: Key suffix of the per-output-channel scales of an int8 tensor.
+SCALE_SUFFIX = ":int8_scale"
+#: Largest magnitude of a symmetric int8 code.
+INT8_MAX = 127
+#: Integer tensors a state dict may hold (batch norm's step counter); all others are float.
+INTEGER_KEYS = ("num_batches_tracked",)
+
 _SHOWN = 5  # how many offending keys an error message names
 _MAX_HEADER = 100_000_000  # safetensors' own limit on the JSON header
 
@@ -49,7 +63,11 @@ class WeightsError(ValueError):
 
 
 def save_weights(
-    path: str | os.PathLike, model: nn.Module, metadata: Mapping[str, Any] | None = None
+    path: str | os.PathLike,
+    model: nn.Module,
+    metadata: Mapping[str, Any] | None = None,
+    *,
+    dtype: str = "float32",
 ) -> Path:
     """Save a model's weights and metadata as a safetensors file, atomically.
 
@@ -65,7 +83,12 @@ def save_weights(
     metadata : mapping, optional
         JSON-serialisable extras to store, e.g. training noise, mode, steps and
         validation figures. ``architecture``, ``parameters``, ``package_version``,
-        ``created_utc`` and ``format_version`` are always set by this function.
+        ``created_utc``, ``format_version`` and ``storage_dtype`` are always set by this
+        function.
+    dtype : {"float32", "float16", "int8"}
+        How tensors are stored. ``"int8"``: each convolution and transposed-convolution
+        weight as symmetric per-output-channel int8 with float32 scales (about a quarter
+        of the float32 size; every weight within half a quantisation step), the rest float32.
 
     Returns
     -------
@@ -79,6 +102,11 @@ def save_weights(
     """
     from safetensors.torch import save_file
 
+    if dtype not in STORAGE_DTYPES:
+        raise ValueError(
+            f"unknown storage dtype {dtype!r}; valid values are "
+            f"{', '.join(map(repr, STORAGE_DTYPES))}"
+        )
     model = _unwrap(model)
     architecture = getattr(model, "architecture", None)
     if architecture not in MODELS:
@@ -93,12 +121,13 @@ def save_weights(
         package_version=__version__,
         created_utc=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         format_version=FORMAT_VERSION,
+        storage_dtype=dtype,
     )
     try:
         header = json.dumps(meta, sort_keys=True, allow_nan=True)
     except TypeError as exc:
         raise ValueError(f"metadata must be JSON-serialisable: {exc}") from None
-    tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    tensors = _stored_tensors(model, dtype)
 
     path = Path(path)
     if not path.parent.is_dir():
@@ -170,7 +199,8 @@ def read_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict
     Returns
     -------
     state_dict : dict of str to torch.Tensor
-        The tensors, on the CPU, with any ``module.``/``_orig_mod.`` prefix removed.
+        The tensors, on the CPU, with any ``module.``/``_orig_mod.`` prefix removed, int8
+        tensors dequantised to float32.
     metadata : dict
         Our JSON metadata, the scalar entries beside a wrapped state dict, or ``{}``.
 
@@ -193,6 +223,10 @@ def read_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict
             f"{path.name} is not a weights file ({_describe(head)}): expected a safetensors file "
             "or a PyTorch state dict (.pt/.pth)"
         )
+    try:
+        state_dict = _float_state_dict(state_dict)
+    except WeightsError as exc:
+        raise WeightsError(f"{path.name}: {exc}") from None
     return _strip_prefixes(state_dict), metadata
 
 
@@ -227,7 +261,7 @@ def model_from_state_dict(
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state_dict.items()
     ):
         raise WeightsError("a state dict must map parameter names (str) to tensors")
-    state_dict = _strip_prefixes(dict(state_dict))
+    state_dict = _strip_prefixes(_float_state_dict(state_dict))
     detected = detect_architecture(state_dict)
     if architecture is not None and detected is not None and detected != architecture:
         raise WeightsError(
@@ -290,12 +324,49 @@ def detect_architecture(state_dict: Mapping[str, Any]) -> str | None:
 
 
 def file_sha256(path: str | os.PathLike) -> str:
-    """Return the SHA-256 hex digest of a file, read in 1 MiB chunks (for sharing weights)."""
+    """Return the SHA-256 hex digest of a file (for sharing and checking weights).
+
+    Digests are remembered per file path, size and modification time, so a run that
+    needs the digest of the same weights several times reads the file once.
+    """
+    path = Path(path).expanduser().resolve()
+    stat = path.stat()
+    return _sha256(path, stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=16)
+def _sha256(path: Path, _size: int, _mtime_ns: int) -> str:
     digest = hashlib.sha256()
-    with Path(path).open("rb") as fh:
+    with path.open("rb") as fh:
         for chunk in iter(functools.partial(fh.read, 1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def quantize_int8(weight: torch.Tensor, axis: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Quantise a tensor to symmetric int8, one scale per index along ``axis``.
+
+    Parameters
+    ----------
+    weight : torch.Tensor
+        A float tensor, e.g. a convolution weight.
+    axis : int
+        The output-channel axis (0 for ``Conv2d``, 1 for ``ConvTranspose2d``).
+
+    Returns
+    -------
+    codes : torch.Tensor
+        int8 values in [-127, 127], ``weight``'s shape.
+    scales : torch.Tensor
+        float32, ``weight``'s shape with every axis but ``axis`` of size 1, so that
+        ``codes * scales`` restores ``weight`` to within half a scale step.
+    """
+    weight = weight.detach().to("cpu", torch.float32)
+    dims = [d for d in range(weight.ndim) if d != axis]
+    scales = weight.abs().amax(dim=dims, keepdim=True) / INT8_MAX
+    scales = torch.where(scales > 0, scales, torch.ones_like(scales))  # all-zero channels
+    codes = torch.round(weight / scales).clamp_(-INT8_MAX, INT8_MAX).to(torch.int8)
+    return codes, scales
 
 
 @functools.cache
@@ -303,6 +374,54 @@ def _expected_shapes(architecture: str) -> dict[str, tuple[int, ...]]:
     with torch.device("meta"):  # shapes only: no memory, no initialisation cost
         model = MODELS[architecture]()
     return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+def _stored_tensors(model: nn.Module, dtype: str) -> dict[str, torch.Tensor]:
+    """The state dict as it is written: CPU tensors, cast or quantised per ``dtype``."""
+    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    if dtype == "float16":
+        return {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+    if dtype == "int8":
+        for name, module in model.named_modules():
+            if isinstance(module, nn.modules.conv._ConvNd):
+                key = f"{name}.weight"
+                # A transposed convolution's weight is (in, out, kH, kW).
+                codes, scales = quantize_int8(state[key], axis=1 if module.transposed else 0)
+                state[key], state[key + SCALE_SUFFIX] = codes, scales
+    return state
+
+
+def _float_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Dequantise int8 tensors with their scales, and refuse any other non-float tensor."""
+    out = {}
+    for key, tensor in state_dict.items():
+        if key.endswith(SCALE_SUFFIX):
+            if key.removesuffix(SCALE_SUFFIX) not in state_dict:
+                raise WeightsError(f"int8 scales {key!r} belong to no tensor")
+            continue
+        scales = state_dict.get(key + SCALE_SUFFIX)
+        if scales is not None:
+            if tensor.dtype != torch.int8 or not scales.is_floating_point():
+                raise WeightsError(
+                    f"{key!r} has int8 scales but is {tensor.dtype}, not int8 with float scales"
+                )
+            if scales.ndim != tensor.ndim or any(
+                s not in (1, t) for s, t in zip(scales.shape, tensor.shape, strict=True)
+            ):
+                raise WeightsError(
+                    f"int8 scales of {key!r} have shape {tuple(scales.shape)}, which does not "
+                    f"fit the tensor's {tuple(tensor.shape)}"
+                )
+            tensor = tensor.float() * scales.float()
+        elif not tensor.is_floating_point() and not (
+            key.endswith(INTEGER_KEYS) and tensor.dtype in (torch.int64, torch.int32)
+        ):
+            raise WeightsError(
+                f"{key!r} holds {str(tensor.dtype).removeprefix('torch.')} values; weights must "
+                "be floating point (int8 only with per-channel scales written by save_weights)"
+            )
+        out[key] = tensor
+    return out
 
 
 def _unwrap(model: nn.Module) -> nn.Module:

@@ -157,6 +157,7 @@ def evaluate(
     overlap: int = 32,
     device: str = "auto",
     precision: str = "auto",
+    label: str | None = None,
     progress: Callable[[int, int], object] | None = None,
 ) -> EvaluationReport:
     """Score a model and the classical baselines on noisy copies of clean images.
@@ -182,6 +183,8 @@ def evaluate(
         Base of the per-crop noise seeds and of the crop positions.
     tile_size, overlap, device, precision
         Passed to :func:`napari_histo_denoise.engine.denoise` for the model.
+    label : str, optional
+        The model's method name in the report (default: its architecture).
     progress : callable, optional
         Called as ``progress(done, total)`` after each (crop, sigma) pair.
 
@@ -197,8 +200,9 @@ def evaluate(
     """
     sigmas = _check_sigmas(sigmas)
     names = _choose_baselines(baselines)
-    model, label = _resolve_model(weights_or_model)
-    crops = _crops(images, crop, crops_per_image, seed)
+    model, architecture = _resolve_model(weights_or_model)
+    label = label or architecture
+    crops = tissue_crops(images, crop, crops_per_image, seed)
     methods = [NOISY] + ([label] if model is not None else []) + names
     run_model = None
     if model is not None:
@@ -326,10 +330,14 @@ def _model_runner(
     return run
 
 
-def _crops(
+def tissue_crops(
     images: Any, crop: int | None, per_image: int, seed: int
 ) -> list[tuple[str, str, int, np.ndarray]]:
-    """``(crop name, source name, crop index, float RGB crop)`` for every crop of every image."""
+    """``(crop name, source name, crop index, float RGB crop)`` for every crop of every image.
+
+    The crops :func:`evaluate` scores: ``per_image`` tissue-preferring squares of side
+    ``crop`` per image (whole images when ``crop`` is None), the same for the same ``seed``.
+    """
     from .patches import PatchSampler, to_float_rgb
     from .training import load_images
 

@@ -7,7 +7,10 @@ spec                           noise (image floats in [0, 1]; result clipped to 
 =============================  ====================================================================
 ``gaussian:25``                additive Gaussian, sigma on the 0-255 scale (25 -> 25/255)
 ``gaussian:15-50``             the same with sigma drawn uniformly per image from [15, 50]
+``gaussian:0-55``              a range may start at 0: sigma 0 leaves the image clean
 ``poisson:30``                 shot noise at peak 30: ``rng.poisson(x * 30) / 30``
+``poisson-gaussian:25``        signal-dependent noise of variance ``a * x + b`` (half shot,
+                               half read noise at mid-grey, std 25/255 there)
 ``speckle:0.1``                multiplicative: ``x + x * n``, ``n ~ N(0, var 0.1)``
 ``salt-pepper:0.05``           5% of the values set to 0 or 1 (half each), per channel
 ``mix``                        one of :data:`DEFAULT_MIX`'s components per image
@@ -133,6 +136,7 @@ class _ParametricNoise(NoiseModel):
     kind: ClassVar[str]
     bounds: ClassVar[tuple[float, float]]  # allowed (exclusive low, inclusive high)
     meaning: ClassVar[str]
+    zero_is_clean: ClassVar[bool] = False  # a range may start at the low bound (no noise)
 
     def _draw(self, n: int, rng: np.random.Generator) -> np.ndarray:
         if self.low == self.high:
@@ -179,12 +183,35 @@ class GaussianNoise(_ParametricNoise):
     kind: ClassVar[str] = "gaussian"
     bounds: ClassVar[tuple[float, float]] = (0, 255)
     meaning: ClassVar[str] = "sigma on the 0-255 scale"
+    zero_is_clean: ClassVar[bool] = True
 
     def _numpy(self, image, value, rng):
-        return add_gaussian_noise(image, value, rng)
+        return add_gaussian_noise(image, value, rng) if value > 0 else image.astype(np.float64)
 
     def _tensor(self, batch, param, gen):
         return batch + _randn(batch, gen) * (param / 255)
+
+
+@dataclass(frozen=True)
+class PoissonGaussianNoise(_ParametricNoise):
+    """Signal-dependent noise, Gaussian-approximated: variance ``a * x + b``.
+
+    The parameter is the noise std at mid-grey (x = 0.5) on the 0-255 scale; half its
+    variance there is shot noise (``a * 0.5``) and half read noise (``b``), the usual
+    model of camera noise (Foi et al., 2008). Dark stain is thus less noisy than glass.
+    """
+
+    kind: ClassVar[str] = "poisson-gaussian"
+    bounds: ClassVar[tuple[float, float]] = (0, 255)
+    meaning: ClassVar[str] = "noise std at mid-grey on the 0-255 scale"
+    zero_is_clean: ClassVar[bool] = True
+
+    def _numpy(self, image, value, rng):
+        variance = (value / 255) ** 2 * (image + 0.5)  # a = b / 0.5 = (value / 255)^2
+        return np.clip(image + rng.standard_normal(image.shape) * np.sqrt(variance), 0, 1)
+
+    def _tensor(self, batch, param, gen):
+        return batch + _randn(batch, gen) * ((param / 255) ** 2 * (batch + 0.5)).sqrt()
 
 
 @dataclass(frozen=True)
@@ -263,7 +290,8 @@ class MixtureNoise(NoiseModel):
 
 #: Spec name -> class (``s&p`` is accepted as scikit-image's name for salt-and-pepper).
 NOISE_KINDS: dict[str, type[_ParametricNoise]] = {
-    cls.kind: cls for cls in (GaussianNoise, PoissonNoise, SpeckleNoise, SaltPepperNoise)
+    cls.kind: cls
+    for cls in (GaussianNoise, PoissonNoise, PoissonGaussianNoise, SpeckleNoise, SaltPepperNoise)
 }
 _ALIASES = {"s&p": "salt-pepper"}
 
@@ -341,10 +369,12 @@ def _parse_component(text: str, original: str) -> _ParametricNoise:
     low = float(match.group(1))
     high = float(match.group(2) or low)
     lo_bound, hi_bound = cls.bounds
-    if not lo_bound < low <= high <= hi_bound:
+    clean_low = cls.zero_is_clean and low == lo_bound < high
+    if not ((lo_bound < low or clean_low) and low <= high <= hi_bound):
+        zero = f" (a range may start at {lo_bound:g})" if cls.zero_is_clean else ""
         raise ValueError(
             f"invalid value {value!r} in noise spec {original!r}: {name} takes {cls.meaning}, "
-            f"with {lo_bound:g} < LOW <= HIGH <= {hi_bound:g}"
+            f"with {lo_bound:g} < LOW <= HIGH <= {hi_bound:g}{zero}"
         )
     canonical = f"{name}:{low:g}" + (f"-{high:g}" if high != low else "")
     return cls(spec=canonical, low=low, high=high)
@@ -357,8 +387,9 @@ def _is_tensor(obj: Any) -> bool:
 
 _HELP = (
     "Valid specs: " + ", ".join(f"'{k}:VALUE'" for k in NOISE_KINDS) + " (VALUE a number or "
-    "LOW-HIGH; gaussian sigma on the 0-255 scale, poisson peak, speckle variance, salt-pepper "
-    "amount), 'mix', or 'mix:' followed by components joined with '+', e.g. "
+    "LOW-HIGH; gaussian sigma on the 0-255 scale, poisson peak, poisson-gaussian std at "
+    "mid-grey, speckle variance, salt-pepper amount), 'mix', or 'mix:' followed by components "
+    "joined with '+', e.g. "
     "'mix:gaussian:25+poisson:30'."
 )
 
@@ -368,6 +399,7 @@ __all__ = [
     "GaussianNoise",
     "MixtureNoise",
     "NoiseModel",
+    "PoissonGaussianNoise",
     "PoissonNoise",
     "SaltPepperNoise",
     "SpeckleNoise",

@@ -14,6 +14,26 @@ from .tiling import check_tiling
 
 #: Training modes: supervised on clean images with synthetic noise, or Neighbor2Neighbor.
 TRAIN_MODES = ("synthetic", "self-supervised")
+#: Named recipes (``histo-denoise train --preset NAME``); explicit arguments override them.
+#: ``release`` trains the shipped weights: blind over the noise level (Gaussian and
+#: Poisson-Gaussian, std 0-55 on the 8-bit scale), a tenth of the patches clean so that
+#: clean tissue is left alone, 128 px patches, stain jitter, an EMA of the weights, and
+#: on CUDA the largest batch that fits and torch.compile. Give it a ``minutes`` budget.
+TRAIN_PRESETS: dict[str, dict[str, object]] = {
+    "release": {
+        "mode": "synthetic",
+        "noise": "mix:gaussian:0-55+poisson-gaussian:0-55",
+        "clean_fraction": 0.1,
+        "patch_size": 128,
+        "batch_size": None,
+        "lr": 1e-3,
+        "stain_jitter": 0.05,
+        "ema": 0.999,
+        "compile": None,
+        "minutes": 60.0,
+        "steps": 1_000_000,
+    },
+}
 #: Precision names (``"auto"``: bf16 on CUDA, else fp32).
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
@@ -23,6 +43,20 @@ _MODEL_MULTIPLE = 16  # models.SIZE_MULTIPLE, kept here so settings import no to
 def _positive_int(name: str, value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def _positive_number(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+
+
+def _fraction(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    if not 0 <= value < 1:
+        raise ValueError(f"{name} must be at least 0 and below 1, got {value!r}")
 
 
 def _check_precision_and_device(precision: object, device: object) -> None:
@@ -49,7 +83,9 @@ class DenoiseSettings:
         N x 3 x H x W floats in [0, 1] to the same shape.
     weights : path, state dict or None
         Trained weights for a named model: a safetensors/PyTorch file or a state dict.
-        Must be ``None`` when ``model`` is a module.
+        ``None`` for a named model means the weights bundled with the package (see
+        :mod:`napari_histo_denoise.pretrained`); then ``weights`` holds their checked path
+        after validation. Must be ``None`` when ``model`` is a module.
     tile_size : int
         Tile side in pixels: a multiple of 16, larger than twice ``overlap``.
     overlap : int
@@ -78,10 +114,10 @@ class DenoiseSettings:
                     f"{', '.join(map(repr, MODEL_NAMES))}, or pass a torch.nn.Module"
                 )
             if self.weights is None:
-                raise ValueError(
-                    f"model {self.model!r} needs weights (a file path or a state dict): "
-                    "a randomly initialised autoencoder is not a denoiser"
-                )
+                from .pretrained import bundled_weights
+
+                # Frozen dataclass: the one normalisation __post_init__ makes.
+                object.__setattr__(self, "weights", bundled_weights(self.model))
         elif not callable(self.model):
             raise ValueError(
                 f"model must be 'basic', 'deep' or a torch.nn.Module, got {type(self.model)!r}"
@@ -109,14 +145,31 @@ class TrainSettings:
         fixed-seed noisy validation copies in both modes. ``None`` only in self-supervised
         mode without validation images.
     steps : int
-        Optimiser steps.
+        Optimiser steps (the most, when ``minutes`` is set).
+    minutes : float or None
+        Wall-clock budget of the training steps (validation included): training stops
+        when it is spent, and the learning-rate schedule follows the budget. ``None``:
+        ``steps`` alone decides.
     patch_size : int
         Side of the square training patches: a multiple of 16 (of 32 in self-supervised
         mode, whose sub-images are half as large).
-    batch_size : int
-        Patches per step.
+    batch_size : int or None
+        Patches per step; ``None``: the largest power of two (at most 128) whose training
+        step fits in the free memory of a CUDA device, 8 on other devices.
     lr : float
         Peak learning rate of AdamW (linear warm-up, then cosine decay to zero).
+    clean_fraction : float
+        Share of the patches in each batch left without noise (synthetic mode), so that
+        the model learns to leave clean tissue alone.
+    stain_jitter : float
+        Strength of the colour augmentation: each patch's haematoxylin, eosin and DAB
+        densities are scaled and shifted by up to this fraction, and its brightness
+        scaled by up to this fraction (0 turns it off).
+    ema : float or None
+        Decay of an exponential moving average of the weights (e.g. 0.999), which is then
+        what is validated and returned; ``None`` turns it off.
+    compile : bool or None
+        Train through ``torch.compile``; ``None``: on CUDA only.
     val_every : int or None
         Validate every this many steps (and after the last); ``None``: about ten times per run.
     val_crop : int
@@ -134,9 +187,14 @@ class TrainSettings:
     mode: str = "synthetic"
     noise: str | None = "gaussian:25"
     steps: int = 2000
+    minutes: float | None = None
     patch_size: int = 128
-    batch_size: int = 16
+    batch_size: int | None = 16
     lr: float = 1e-3
+    clean_fraction: float = 0.0
+    stain_jitter: float = 0.0
+    ema: float | None = None
+    compile: bool | None = False
     val_every: int | None = None
     val_crop: int = 256
     val_crops: int = 4
@@ -157,10 +215,19 @@ class TrainSettings:
             from .noise import parse_noise
 
             parse_noise(self.noise)  # raises a ValueError naming the valid specs
-        for name in ("steps", "patch_size", "batch_size", "val_crop", "val_crops"):
+        for name in ("steps", "patch_size", "val_crop", "val_crops"):
             _positive_int(name, getattr(self, name))
-        if self.val_every is not None:
-            _positive_int("val_every", self.val_every)
+        for name in ("batch_size", "val_every"):
+            if getattr(self, name) is not None:
+                _positive_int(name, getattr(self, name))
+        if self.minutes is not None:
+            _positive_number("minutes", self.minutes)
+        _fraction("clean_fraction", self.clean_fraction)
+        _fraction("stain_jitter", self.stain_jitter)
+        if self.ema is not None:
+            _fraction("ema", self.ema)
+        if self.compile not in (True, False, None):
+            raise ValueError(f"compile must be True, False or None (auto), got {self.compile!r}")
         multiple = _MODEL_MULTIPLE * (2 if self.mode == "self-supervised" else 1)
         if self.patch_size % multiple:
             why = " (its sub-images are half as large)" if multiple > _MODEL_MULTIPLE else ""
@@ -172,20 +239,21 @@ class TrainSettings:
             raise ValueError(f"val_crop must be a multiple of 16, got {self.val_crop}")
         # Batch norm needs more than one value per channel at the 1/16 bottleneck.
         side = self.patch_size // (multiple // _MODEL_MULTIPLE) // _MODEL_MULTIPLE
-        if self.batch_size * side * side < 2:
+        if self.batch_size is not None and self.batch_size * side * side < 2:
             raise ValueError(
                 f"batch_size 1 with patch_size {self.patch_size} leaves batch norm a single "
                 "value per channel; use batch_size >= 2 or a larger patch"
             )
-        if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)):
-            raise ValueError(f"lr must be a number, got {self.lr!r}")
-        if not math.isfinite(self.lr) or self.lr <= 0:
-            raise ValueError(f"lr must be a positive finite number, got {self.lr!r}")
+        _positive_number("lr", self.lr)
         _check_precision_and_device(self.precision, self.device)
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
 
     @property
     def validation_interval(self) -> int:
-        """Steps between validations: ``val_every``, or about a tenth of the run (at most 500)."""
+        """Steps between validations: ``val_every``, or about a tenth of the run (at most 500).
+
+        With a ``minutes`` budget and no ``val_every``, validation follows the clock
+        instead (about ten times per run); this is then the step cap's tenth.
+        """
         return self.val_every or max(1, min(500, self.steps // 10))

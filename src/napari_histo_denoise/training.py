@@ -43,9 +43,16 @@ IN_MEMORY_BYTES = 1 << 30
 VAL_SEED = 20261128
 #: AdamW weight decay (small: the models have batch norm and no dropout).
 WEIGHT_DECAY = 1e-4
-#: Warm-up of the learning rate: this fraction of the steps, at most ``MAX_WARMUP`` steps.
+#: Warm-up of the learning rate: this fraction of the run, at most ``MAX_WARMUP`` steps.
 WARMUP_FRACTION = 0.05
 MAX_WARMUP = 200
+#: Validations per run when neither ``val_every`` nor a step count sets the interval.
+VALIDATIONS_PER_RUN = 10
+#: Largest automatic batch (``batch_size=None``) and its share of the free CUDA memory.
+MAX_AUTO_BATCH = 128
+AUTO_BATCH_MEMORY_SHARE = 0.6
+#: Batch of ``batch_size=None`` off CUDA.
+HOST_BATCH = 8
 
 Cancel = threading.Event | Callable[[], bool] | None
 
@@ -58,7 +65,8 @@ class TrainingDiverged(ValueError):
 class TrainProgress:
     """One training step done.
 
-    ``val_psnr``/``val_ssim`` are the latest validation figures (None before the first).
+    ``val_psnr``/``val_ssim`` are the latest validation figures (None before the first);
+    ``fraction`` is how much of the run is done, by steps or by the ``minutes`` budget.
     """
 
     step: int
@@ -67,6 +75,7 @@ class TrainProgress:
     val_psnr: float | None = None
     val_ssim: float | None = None
     elapsed_s: float = 0.0
+    fraction: float = 0.0
 
 
 @dataclass
@@ -108,9 +117,14 @@ def iter_train(
     mode: str = "synthetic",
     noise: str | None = "gaussian:25",
     steps: int = 2000,
+    minutes: float | None = None,
     patch_size: int = 128,
-    batch_size: int = 16,
+    batch_size: int | None = 16,
     lr: float = 1e-3,
+    clean_fraction: float = 0.0,
+    stain_jitter: float = 0.0,
+    ema: float | None = None,
+    compile: bool | None = False,
     val_images: Any = None,
     val_every: int | None = None,
     val_crop: int = 256,
@@ -166,9 +180,14 @@ def iter_train(
         mode=mode,
         noise=noise,
         steps=steps,
+        minutes=minutes,
         patch_size=patch_size,
         batch_size=batch_size,
         lr=lr,
+        clean_fraction=clean_fraction,
+        stain_jitter=stain_jitter,
+        ema=ema,
+        compile=compile,
         val_every=val_every,
         val_crop=val_crop,
         val_crops=val_crops,
@@ -184,13 +203,13 @@ def iter_train(
     net, architecture = _prepare_model(model, init_weights, settings.seed)
 
     arrays, names = load_images(images, what="images")
-    sampler = PatchSampler(arrays, names, settings.patch_size)
+    sampler = PatchSampler(arrays, names, settings.patch_size, stain_jitter=settings.stain_jitter)
     validation = None
     if val_images is not None:
         val_arrays, val_names = load_images(val_images, what="val_images")
         validation = _Validation(val_arrays, val_names, settings)
 
-    start = time.perf_counter()
+    budget = _Budget(settings)
     loop = _Loop(net, settings, dev, prec)
     history: dict[str, list] = {"loss": [], "lr": [], "val": []}
     best = None  # (psnr, ssim, step, state dict on the CPU)
@@ -198,17 +217,17 @@ def iter_train(
     if validation is not None:
         psnr, ssim = validation.measure(loop, is_cancelled)
         history["val"].append({"step": 0, "psnr": psnr, "ssim": ssim})
-        best, latest = (psnr, ssim, 0, _cpu_state(loop.model)), (psnr, ssim)
+        best, latest = (psnr, ssim, 0, _cpu_state(loop.evaluated)), (psnr, ssim)
 
     # Separate streams: patches are drawn in a worker thread while the model trains.
     patch_rng, step_rng = (np.random.default_rng([settings.seed, i]) for i in (0, 1))
-    interval = settings.validation_interval
-    batches = _prefetched(sampler, settings.batch_size, patch_rng, settings.steps)
+    batches = _prefetched(sampler, loop.batch_size, patch_rng, settings.steps)
+    step = 0
     with contextlib.closing(batches):
         for step, batch in enumerate(batches, start=1):
             if is_cancelled():
                 raise Cancelled(f"training cancelled after {step - 1} of {settings.steps} steps")
-            loss = loop.step(batch, step_rng, step)
+            loss = loop.step(batch, step_rng, step, budget)
             if not math.isfinite(loss):
                 raise TrainingDiverged(
                     f"training diverged at step {step}: the loss is {loss}; lower lr "
@@ -216,24 +235,79 @@ def iter_train(
                 )
             history["loss"].append(loss)
             history["lr"].append(loop.last_lr)
-            if validation is not None and (step % interval == 0 or step == settings.steps):
+            last = budget.finished(step)
+            if validation is not None and (budget.validation_due(step) or last):
                 psnr, ssim = validation.measure(loop, is_cancelled)
                 history["val"].append({"step": step, "psnr": psnr, "ssim": ssim})
                 latest = (psnr, ssim)
                 if psnr > best[0]:
-                    best = (psnr, ssim, step, _cpu_state(loop.model))
+                    best = (psnr, ssim, step, _cpu_state(loop.evaluated))
             event = TrainProgress(
-                step, settings.steps, loss, latest[0], latest[1], time.perf_counter() - start
+                step,
+                settings.steps,
+                loss,
+                latest[0],
+                latest[1],
+                budget.elapsed(),
+                budget.fraction(step),
             )
             if progress is not None:
                 progress(event)
             yield event
+            if last:
+                break
 
     trained = loop.finish(best[3] if best is not None else None)
     metadata = _metadata(
-        settings, architecture, names, validation, best, dev, prec, init_weights, start
+        settings, architecture, names, validation, best, dev, prec, init_weights, budget, step
     )
+    metadata["batch_size"] = loop.batch_size
     return TrainResult(trained, metadata, history)
+
+
+class _Budget:
+    """How far a run is, by steps or by its ``minutes`` budget, and when it validates."""
+
+    def __init__(self, settings: TrainSettings) -> None:
+        self.steps = settings.steps
+        self.seconds = None if settings.minutes is None else settings.minutes * 60
+        self.interval = settings.validation_interval
+        # With a clock budget and no val_every, validate every tenth of the budget.
+        self.by_clock = self.seconds is not None and settings.val_every is None
+        self.next_validation = 1 / VALIDATIONS_PER_RUN
+        self.start = time.perf_counter()
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
+    def fraction(self, step: int) -> float:
+        """Share of the run done after ``step`` steps: of the steps, or of the clock."""
+        done = step / self.steps
+        if self.seconds is not None:
+            done = max(done, self.elapsed() / self.seconds)
+        return min(1.0, done)
+
+    def finished(self, step: int) -> bool:
+        return self.fraction(step) >= 1.0
+
+    def validation_due(self, step: int) -> bool:
+        if not self.by_clock:
+            return step % self.interval == 0
+        if self.fraction(step) < self.next_validation:
+            return False
+        self.next_validation = (math.floor(self.fraction(step) * VALIDATIONS_PER_RUN) + 1) / (
+            VALIDATIONS_PER_RUN
+        )
+        return True
+
+    def lr_factor(self, step: int) -> float:
+        """Multiplier of the peak learning rate for optimiser step ``step`` (from 1).
+
+        A linear warm-up over the first ``WARMUP_FRACTION`` of the run (at most
+        ``MAX_WARMUP`` steps) times a cosine decay over the whole run.
+        """
+        warm = max(step / MAX_WARMUP, self.fraction(step) / WARMUP_FRACTION)
+        return min(1.0, warm) * 0.5 * (1 + math.cos(math.pi * self.fraction(step - 1)))
 
 
 def _prefetched(
@@ -313,7 +387,7 @@ def _in_memory(array: Any) -> Any:
 
 
 class _Loop:
-    """Model, optimiser, schedule and precision of one run; one call of :meth:`step` per step."""
+    """Model, optimiser, precision and weight average of one run; one :meth:`step` per step."""
 
     def __init__(
         self, model: nn.Module, settings: TrainSettings, device: torch.device, precision: str
@@ -324,26 +398,48 @@ class _Loop:
             torch.channels_last if device.type == "cuda" else torch.contiguous_format
         )
         self.model = model.to(device=device, memory_format=self.memory_format).train()
+        compiled = device.type == "cuda" if settings.compile is None else settings.compile
+        self.forward = torch.compile(self.model) if compiled else self.model
         self.dtype = None if precision == "fp32" else PRECISION_DTYPES[precision]
         self.scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=settings.lr, weight_decay=WEIGHT_DECAY
         )
-        warmup = max(1, min(MAX_WARMUP, int(settings.steps * WARMUP_FRACTION)))
-        total = settings.steps
-
-        def factor(done: int) -> float:  # lr multiplier after ``done`` optimiser steps
-            if done < warmup:
-                return (done + 1) / warmup
-            return 0.5 * (1 + math.cos(math.pi * (done - warmup) / max(1, total - warmup)))
-
-        self.schedule = torch.optim.lr_scheduler.LambdaLR(self.optimizer, factor)
         self.last_lr = settings.lr
         self.noise = None
         if settings.mode == "synthetic":
             from .noise import parse_noise
 
             self.noise = parse_noise(settings.noise)
+        self.ema = None
+        if settings.ema is not None:
+            self.ema = copy.deepcopy(self.model).eval().requires_grad_(False)
+        self.batch_size = settings.batch_size or self._auto_batch()
+
+    @property
+    def evaluated(self) -> nn.Module:
+        """The weights that are validated and returned: the average when there is one."""
+        return self.model if self.ema is None else self.ema
+
+    def _auto_batch(self) -> int:
+        """The largest power-of-two batch whose step fits the free CUDA memory (else 8)."""
+        if self.device.type != "cuda":
+            return HOST_BATCH
+        from .devices import free_memory
+
+        probe = 2
+        size = self.settings.patch_size
+        torch.cuda.synchronize(self.device)
+        torch.cuda.reset_peak_memory_stats(self.device)
+        base = torch.cuda.memory_allocated(self.device)
+        batch = torch.rand(probe, 3, size, size, device=self.device)
+        with self.autocast():  # eager: compiling for the probe's shape would be wasted
+            out = self.model(batch.contiguous(memory_format=self.memory_format))
+        F.mse_loss(out.float(), batch).backward()
+        self.optimizer.zero_grad(set_to_none=True)
+        per_patch = max(1, (torch.cuda.max_memory_allocated(self.device) - base) / probe)
+        fits = AUTO_BATCH_MEMORY_SHARE * (free_memory(self.device) or 0) / per_patch
+        return int(min(MAX_AUTO_BATCH, 2 ** max(1, int(math.log2(max(fits, 2))))))
 
     def autocast(self) -> torch.autocast:
         return torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype is not None)
@@ -352,42 +448,61 @@ class _Loop:
         tensor = torch.from_numpy(batch).to(self.device, non_blocking=True)
         return tensor.contiguous(memory_format=self.memory_format)
 
-    def step(self, clean_or_noisy: np.ndarray, rng: np.random.Generator, step: int) -> float:
+    def step(
+        self, clean_or_noisy: np.ndarray, rng: np.random.Generator, step: int, budget: _Budget
+    ) -> float:
         """One optimiser step on a batch of N x 3 x P x P patches; returns the loss."""
+        self.last_lr = self.settings.lr * budget.lr_factor(step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.last_lr
         batch = self.to_device(clean_or_noisy)
         self.optimizer.zero_grad(set_to_none=True)
         if self.noise is not None:  # synthetic: fresh noise, drawn on the device, in fp32
-            noisy = self.noise(batch, rng).contiguous(memory_format=self.memory_format)
+            noisy = self.noise(batch, rng)
+            if self.settings.clean_fraction:
+                clean = torch.from_numpy(rng.random(len(batch)) < self.settings.clean_fraction)
+                noisy[clean.to(self.device)] = batch[clean.to(self.device)]
             with self.autocast():
-                out = self.model(noisy)
+                out = self.forward(noisy.contiguous(memory_format=self.memory_format))
             loss = F.mse_loss(out.float(), batch)
         else:
-            gamma = GAMMA * step / self.settings.steps
+            gamma = GAMMA * budget.fraction(step)
             with self.autocast():
-                loss = neighbor2neighbor_loss(self.model, batch, rng, gamma, self.memory_format)
+                loss = neighbor2neighbor_loss(self.forward, batch, rng, gamma, self.memory_format)
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        self.last_lr = self.schedule.get_last_lr()[0]
-        self.schedule.step()
+        if self.ema is not None:
+            self._update_ema(step)
         return float(loss.detach())
+
+    @torch.no_grad()
+    def _update_ema(self, step: int) -> None:
+        # The decay ramps up from 0.1 so that early averages do not remember the random start.
+        decay = min(self.settings.ema, (1 + step) / (10 + step))
+        for average, param in zip(self.ema.parameters(), self.model.parameters(), strict=True):
+            average.lerp_(param, 1 - decay)
+        for average, buffer in zip(self.ema.buffers(), self.model.buffers(), strict=True):
+            average.copy_(buffer)
 
     @torch.no_grad()
     def predict(self, noisy: np.ndarray) -> np.ndarray:
         """Denoise one H x W x 3 float image in eval mode; returns H x W x 3 float32."""
-        self.model.eval()
+        model = self.evaluated
+        model.eval()
         try:
             with self.autocast():
-                out = self.model(self.to_device(noisy.transpose(2, 0, 1)[None].copy()))
+                out = model(self.to_device(noisy.transpose(2, 0, 1)[None].copy()))
             return out.float().clamp_(0, 1)[0].permute(1, 2, 0).cpu().numpy()
         finally:
             self.model.train()
 
     def finish(self, best_state: dict[str, torch.Tensor] | None) -> nn.Module:
         """Restore the best weights (when validated) and return the model in eval mode."""
+        model = self.evaluated
         if best_state is not None:
-            self.model.load_state_dict(best_state)
-        return self.model.to(memory_format=torch.contiguous_format).eval()
+            model.load_state_dict(best_state)
+        return model.to(memory_format=torch.contiguous_format).eval()
 
 
 class _Validation:
@@ -432,10 +547,15 @@ def _prepare_model(model: str | nn.Module, init_weights: Any, seed: int) -> tupl
 
     if isinstance(init_weights, (str, os.PathLike)):
         state, _meta = read_weights(init_weights)
-    elif isinstance(init_weights, nn.Module):
-        state = init_weights.state_dict()
-    elif isinstance(init_weights, Mapping) or init_weights is None:
-        state = init_weights
+    elif isinstance(init_weights, (nn.Module, Mapping)):
+        state = init_weights.state_dict() if isinstance(init_weights, nn.Module) else init_weights
+        # Copies: the model is built around these tensors, and training must not change
+        # the caller's module or state dict.
+        state = {
+            k: v.detach().clone() if isinstance(v, torch.Tensor) else v for k, v in state.items()
+        }
+    elif init_weights is None:
+        state = None
     else:
         raise ValueError(
             "init_weights must be a weights file path, a state dict or a torch.nn.Module, "
@@ -490,7 +610,8 @@ def _metadata(
     device: torch.device,
     precision: str,
     init_weights: Any,
-    start: float,
+    budget: _Budget,
+    steps_done: int,
 ) -> dict[str, Any]:
     meta: dict[str, Any] = {
         "architecture": architecture,
@@ -498,15 +619,19 @@ def _metadata(
         "method": "neighbor2neighbor" if settings.mode == "self-supervised" else "synthetic-noise",
         "loss": "mse",
         "noise": settings.noise,
-        "steps": settings.steps,
+        "clean_fraction": settings.clean_fraction,
+        "steps": steps_done,
+        "max_steps": settings.steps,
+        "minutes": settings.minutes,
         "patch_size": settings.patch_size,
-        "batch_size": settings.batch_size,
         "lr": settings.lr,
         "optimizer": f"AdamW(weight_decay={WEIGHT_DECAY}), warm-up + cosine",
+        "stain_jitter": settings.stain_jitter,
+        "ema": settings.ema,
         "seed": settings.seed,
         "device": str(device),
         "precision": precision,
-        "elapsed_s": round(time.perf_counter() - start, 1),
+        "elapsed_s": round(budget.elapsed(), 1),
         "train_images": list(names),
         "init_weights": str(init_weights)
         if isinstance(init_weights, (str, os.PathLike))

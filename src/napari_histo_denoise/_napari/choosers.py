@@ -16,6 +16,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from ..pretrained import BUNDLED_LABEL, bundled
 from .layers import image_layers
 from .session import TrainedWeights, trained_weights
 
@@ -110,12 +111,18 @@ class LayerList(QListWidget):
 
 
 class WeightsChooser(QWidget):
-    """A weights file (Browse…) or weights trained in this session; the list grows as you go."""
+    """Weights for the chosen model: bundled, a file (Browse…), or trained in this session.
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    The first entry stands for "no file": the model's bundled weights where the package
+    has them ("pretrained (bundled)", the model card's summary as its tooltip), else a
+    prompt to choose a file. :meth:`set_model` keeps it in step with the Model chooser.
+    """
+
+    def __init__(self, model: str = "basic", parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.combo = QComboBox()
-        self.combo.addItem("(choose a weights file)", None)
+        self.combo.addItem("", None)
+        self.set_model(model)
         self.browse_button = QPushButton("Browse…")
         layout = QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -129,14 +136,29 @@ class WeightsChooser(QWidget):
         # The registry outlives viewers: stop calling a chooser whose Qt side is gone.
         self.destroyed.connect(lambda *_: trained_weights.added.disconnect(callback))
 
+    def set_model(self, model: str) -> None:
+        """Describe the first entry for ``model``: its bundled weights, or none."""
+        self._bundled = bundled(model)
+        if self._bundled is not None:
+            text, tip = BUNDLED_LABEL, self._bundled.summary
+        else:
+            text = "(choose a weights file)"
+            tip = (
+                f"No weights are bundled for the {model} model: Browse… for a file, or train "
+                "them under Train new weights"
+            )
+        self.combo.setItemText(0, text)
+        self.combo.setItemData(0, tip, Qt.ToolTipRole)
+
     def path(self) -> Path | None:
-        """The chosen weights file, or None."""
+        """The chosen weights file, or None (the bundled weights, where there are some)."""
         data = self.combo.currentData()
         return None if data is None else Path(data)
 
     def set_path(self, path: str | Path | None, label: str | None = None) -> None:
-        """Choose ``path`` (added to the list if new); None clears the choice."""
-        if path is None:
+        """Choose ``path`` (added to the list if new); None or the bundled file: first entry."""
+        bundled_path = None if self._bundled is None else self._bundled.path
+        if path is None or (bundled_path is not None and Path(path) == bundled_path):
             self.combo.setCurrentIndex(0)
             return
         path = str(Path(path))

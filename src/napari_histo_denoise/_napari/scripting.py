@@ -45,8 +45,9 @@ def denoise_layer(
         The layer to denoise (never modified).
     model : {"basic", "deep"}
         Architecture of the weights.
-    weights : str or Path
-        A weights file (``.safetensors``, or a PyTorch state-dict file).
+    weights : str or Path, optional
+        A weights file (``.safetensors``, or a PyTorch state-dict file); by default the
+        weights bundled with the package for ``model``.
     timeout : float, optional
         Seconds to wait at most (then TimeoutError; the run goes on).
     **settings

@@ -65,7 +65,7 @@ class HistoDenoiseWidget(QWidget):
         self.layer_combo = LayerChooser(napari_viewer)
         self.model_combo = QComboBox()
         self.model_combo.addItems(MODEL_NAMES)
-        self.weights = WeightsChooser()
+        self.weights = WeightsChooser(self.model_combo.currentText())
         self.tile_spin = _spin(16, 8192, 256, 16, " px")
         self.overlap_spin = _spin(0, 1024, 32, 8, " px")
         self.batch_spin = _spin(AUTO_BATCH, 4096, AUTO_BATCH)
@@ -116,6 +116,7 @@ class HistoDenoiseWidget(QWidget):
         self.denoise_button.clicked.connect(self.run)
         self.progress.cancel_button.clicked.connect(self.cancel)
         self.summary_button.clicked.connect(self.show_summary)
+        self.model_combo.currentTextChanged.connect(self.weights.set_model)
         for signal in (
             self.model_combo.currentTextChanged,
             self.tile_spin.editingFinished,

@@ -19,14 +19,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "denoise",
         help="denoise an image or whole slide (TIFF/SVS, PNG, JPEG, zarr) tile by tile",
-        description="Denoise INPUT with trained weights and write OUTPUT (.zarr streams band "
-        "by band with bounded memory; .tif/.tiff/.png/.jpg hold the result in memory). For a "
+        description="Denoise INPUT with trained (or bundled) weights and write OUTPUT (.zarr "
+        "streams band by band with bounded memory; .tif/.tiff/.png/.jpg hold the result in "
+        "memory). For a "
         "pyramid the full-resolution level is denoised.",
     )
     parser.add_argument("input", type=Path, help="image to denoise")
     parser.add_argument("-o", "--output", type=Path, required=True, help="where to write")
     parser.add_argument("--model", choices=MODEL_NAMES, default="basic")
-    parser.add_argument("--weights", type=Path, required=True, help="trained weights file")
+    parser.add_argument(
+        "--weights",
+        type=Path,
+        help="trained weights file (default: the weights bundled for --model, where there are)",
+    )
     parser.add_argument("--tile-size", type=int, default=256, metavar="PX")
     parser.add_argument("--overlap", type=int, default=32, metavar="PX")
     parser.add_argument("--batch-size", type=int, default=None, help="default: automatic")

@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import functools
+import json
 import sys
 from pathlib import Path
 
-from ..settings import PRECISIONS, TRAIN_MODES, TrainSettings
+from ..settings import PRECISIONS, TRAIN_MODES, TRAIN_PRESETS, TrainSettings
 
 _DEFAULTS = TrainSettings.__dataclass_fields__  # one source for the defaults shown in --help
 
 
 def _default(name: str) -> object:
     return _DEFAULTS[name].default
+
+
+def _batch(text: str) -> int | None:
+    return None if text == "auto" else int(text)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -24,74 +30,117 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "synthetic mode: clean images, fresh synthetic noise every step. self-supervised "
         "mode: noisy images only (Neighbor2Neighbor). With --val, PSNR/SSIM on fixed noisy "
         "crops of clean validation images are measured during training and the best "
-        "weights are saved.",
+        "weights are saved. --preset release is the recipe of the bundled weights; options "
+        "given explicitly override a preset's.",
     )
+    # Options default to "not given" so that a preset can fill them; --help shows the
+    # defaults used without a preset.
+    add = functools.partial(_add_option, parser)
     parser.add_argument(
         "--images", nargs="+", required=True, metavar="PATH", help="training image files/folders"
     )
     parser.add_argument("--model", choices=("basic", "deep"), default="basic")
-    parser.add_argument("--mode", choices=TRAIN_MODES, default=_default("mode"))
     parser.add_argument(
-        "--noise",
-        default=_default("noise"),
-        help="noise spec, e.g. gaussian:25, gaussian:15-50, poisson:30, mix "
-        f"(default {_default('noise')}); in self-supervised mode only for --val",
+        "--preset", choices=tuple(TRAIN_PRESETS), help="a named recipe (see docs/training.md)"
     )
-    parser.add_argument("--steps", type=int, default=_default("steps"))
-    parser.add_argument("--patch-size", type=int, default=_default("patch_size"), metavar="PX")
-    parser.add_argument("--batch-size", type=int, default=_default("batch_size"))
-    parser.add_argument("--lr", type=float, default=_default("lr"), help="peak learning rate")
+    add("--mode", choices=TRAIN_MODES)
+    add(
+        "--noise",
+        help="noise spec, e.g. gaussian:25, gaussian:15-50, poisson-gaussian:0-55, mix; in "
+        "self-supervised mode only for --val",
+    )
+    add("--steps", type=int, help="optimiser steps (the most, with --minutes)")
+    add("--minutes", type=float, help="wall-clock budget; the schedule follows it")
+    add("--patch-size", type=int, metavar="PX")
+    add("--batch-size", type=_batch, metavar="N|auto", help="auto: largest that fits (CUDA)")
+    add("--lr", type=float, help="peak learning rate")
+    add("--clean-fraction", type=float, help="share of patches left without noise")
+    add("--stain-jitter", type=float, help="stain and brightness jitter strength")
+    add("--ema", type=float, help="decay of a weight average that is validated and saved")
+    add(
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        help="train through torch.compile",
+    )
     parser.add_argument("--val", nargs="+", metavar="PATH", help="clean validation images/folders")
-    parser.add_argument("--val-every", type=int, metavar="STEPS", help="validation interval")
-    parser.add_argument("--val-crop", type=int, default=_default("val_crop"), metavar="PX")
-    parser.add_argument("--val-crops", type=int, default=_default("val_crops"), metavar="N")
-    parser.add_argument("--device", default=_default("device"))
-    parser.add_argument("--precision", choices=PRECISIONS, default=_default("precision"))
-    parser.add_argument("--seed", type=int, default=_default("seed"))
+    add("--val-every", type=int, metavar="STEPS", help="validation interval")
+    add("--val-crop", type=int, metavar="PX")
+    add("--val-crops", type=int, metavar="N")
+    add("--device")
+    add("--precision", choices=PRECISIONS)
+    add("--seed", type=int)
     parser.add_argument(
         "--init-weights", type=Path, metavar="FILE", help="start from these weights (resume)"
     )
     parser.add_argument(
-        "-o", "--output", type=Path, required=True, help="weights file to write (.safetensors)"
+        "-o",
+        "--output",
+        type=Path,
+        required=True,
+        help="weights file to write (.safetensors); a JSON report (metadata and history) is "
+        "written beside it with the suffix .json",
+    )
+    parser.add_argument(
+        "--int8",
+        action="store_true",
+        help="also write the compact int8 weights beside --output (NAME.int8.safetensors)",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --output")
     parser.set_defaults(run=run)
 
 
+def _add_option(parser: argparse.ArgumentParser, flag: str, **kwargs) -> None:
+    """Add a TrainSettings option that is absent from the namespace unless given."""
+    name = flag.lstrip("-").replace("-", "_")
+    default = _default(name)
+    shown = {None: "none", True: "on", False: "off"}.get(default, default)
+    kwargs["help"] = f"{kwargs.get('help', '')} (default {shown})".lstrip()
+    parser.add_argument(flag, default=argparse.SUPPRESS, **kwargs)
+
+
+def settings_from_args(args: argparse.Namespace) -> dict[str, object]:
+    """TrainSettings fields: the given options over the preset's over the defaults."""
+    options = {name: field.default for name, field in _DEFAULTS.items()}
+    options.update(TRAIN_PRESETS.get(args.preset, {}))
+    options.update({k: v for k, v in vars(args).items() if k in _DEFAULTS})
+    if isinstance(options["noise"], str) and options["noise"].lower() == "none":
+        options["noise"] = None
+    return options
+
+
+def outputs(output: Path, int8: bool) -> list[Path]:
+    """The files a run writes: the weights, the JSON report, and the int8 weights if asked."""
+    files = [output, output.with_suffix(".json")]
+    return [*files, output.with_suffix(".int8.safetensors")] if int8 else files
+
+
 def run(args: argparse.Namespace) -> int:
-    """Train, showing a progress line, and save the weights with their metadata."""
-    if args.output.exists() and not args.overwrite:
-        raise ValueError(f"{args.output} exists; pass --overwrite to replace it")
+    """Train, showing a progress line, and save the weights, report and int8 weights."""
+    files = outputs(args.output, args.int8)
+    existing = [f for f in files if f.exists()]
+    if existing and not args.overwrite:
+        raise ValueError(f"{existing[0]} exists; pass --overwrite to replace it")
     if not args.output.parent.is_dir():
         raise FileNotFoundError(f"folder {args.output.parent} does not exist")
-    noise = None if args.noise.lower() == "none" else args.noise
+    options = settings_from_args(args)
 
     from ..checkpoint import save_weights
     from ..events import drain
     from ..training import iter_train
 
     events = iter_train(
-        args.images,
-        args.model,
-        mode=args.mode,
-        noise=noise,
-        steps=args.steps,
-        patch_size=args.patch_size,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        val_images=args.val,
-        val_every=args.val_every,
-        val_crop=args.val_crop,
-        val_crops=args.val_crops,
-        device=args.device,
-        precision=args.precision,
-        seed=args.seed,
-        init_weights=args.init_weights,
+        args.images, args.model, val_images=args.val, init_weights=args.init_weights, **options
     )
     bar = _ProgressLine(sys.stderr)
     result = drain(events, bar.show)
     bar.close()
     save_weights(args.output, result.model, result.metadata)
+    files[1].write_text(
+        json.dumps({"metadata": result.metadata, "history": result.history}, indent=1) + "\n",
+        encoding="utf-8",
+    )
+    if args.int8:
+        save_weights(files[2], result.model, result.metadata, dtype="int8")
     meta = result.metadata
     summary = f"trained {meta['steps']} steps in {meta['elapsed_s']:.0f} s on {meta['device']}"
     if "best_val_psnr" in meta:
@@ -100,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
             f"(step {meta['best_step']}; noisy input {meta['val_noisy_psnr']:.2f} dB)"
         )
     print(summary)
-    print(f"wrote {args.output}")
+    print(f"wrote {', '.join(map(str, files))}")
     return 0
 
 
@@ -113,17 +162,19 @@ class _ProgressLine:
         self.stream = stream
         self.tty = stream.isatty()
         self.best: float | None = None
+        self.shown = 0  # the last tenth of the run printed (not on a terminal)
 
     def show(self, event) -> None:
         if event.val_psnr is not None:
             self.best = event.val_psnr if self.best is None else max(self.best, event.val_psnr)
-        tenth = max(1, event.steps // 10)
-        if not self.tty and event.step % tenth and event.step != event.steps:
+        tenth = int(event.fraction * 10)
+        if not self.tty and tenth == self.shown and event.fraction < 1:
             return
-        filled = self.WIDTH * event.step // event.steps
+        self.shown = tenth
+        filled = int(self.WIDTH * event.fraction)
         bar = "#" * filled + "." * (self.WIDTH - filled)
-        eta = event.elapsed_s / event.step * (event.steps - event.step)
-        line = f"[{bar}] {event.step}/{event.steps} loss {event.loss:.5f}"
+        eta = event.elapsed_s / max(event.fraction, 1e-9) * (1 - event.fraction)
+        line = f"[{bar}] step {event.step} ({event.fraction:.0%}) loss {event.loss:.5f}"
         if event.val_psnr is not None:
             line += f" val {event.val_psnr:.2f} dB (best {self.best:.2f})"
         line += f" {_clock(event.elapsed_s)} elapsed, {_clock(eta)} left"
