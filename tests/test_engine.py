@@ -16,7 +16,7 @@ from skimage import data
 from torch import nn
 
 import napari_histo_denoise as nhd
-from napari_histo_denoise import engine
+from napari_histo_denoise import tiling
 from napari_histo_denoise.checkpoint import WeightsError
 from napari_histo_denoise.engine import Cancelled, Progress, denoise, denoise_to_zarr, iter_denoise
 from napari_histo_denoise.events import drain
@@ -153,7 +153,7 @@ def test_lazy_until_computed_and_chunked_by_band():
     assert calls == []
     assert len(result.chunks[0]) > 1 and result.chunks[1] == (400,)  # bands of whole rows
     n_tasks = len(result.__dask_graph__())
-    n_tiles = len(engine.axis_grid(500, 64, 16).starts) * len(engine.axis_grid(400, 64, 16).starts)
+    n_tiles = len(tiling.axis_grid(500, 64, 16).starts) * len(tiling.axis_grid(400, 64, 16).starts)
     assert n_tasks < n_tiles  # batched across chunks, never one task per tile
     result.compute()
     assert sum(calls) == n_tiles
@@ -242,7 +242,7 @@ def test_progress_reports_every_batch_and_cancel_stops():
         batch_size=4,
         progress=lambda done, total: seen.append((done, total)),
     ).compute(scheduler="sync")
-    grid = engine.axis_grid(200, 64, 16)
+    grid = tiling.axis_grid(200, 64, 16)
     total = len(grid.starts) ** 2
     done = [d for d, _ in seen]
     assert all(t == total for _, t in seen) and done[-1] == total
@@ -375,7 +375,7 @@ def test_memory_is_bounded_by_a_band(tmp_path):
     out = denoise_to_zarr(reads, store, Identity(), tile_size=tile, overlap=overlap)
     np.testing.assert_array_equal(out[:], source[:])
     band = max(
-        b.stop - b.start for b in engine.plan_bands(engine.axis_grid(size, tile, overlap), 2)
+        b.stop - b.start for b in tiling.plan_bands(tiling.axis_grid(size, tile, overlap), 2)
     )
     assert max(reads.rows) <= band < size // 8  # never more than a band in memory
     assert sum(reads.rows) < 1.5 * size  # each row read about once

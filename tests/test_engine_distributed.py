@@ -21,9 +21,9 @@ def _conv() -> nn.Module:
 
 
 def _cached_tokens() -> list[str]:
-    from napari_histo_denoise import engine as worker_engine
+    from napari_histo_denoise.engine import model_cache
 
-    return [key[0] for key in worker_engine._MODEL_CACHE]
+    return [key[0] for key in model_cache._MODEL_CACHE]
 
 
 def test_local_cluster_with_two_worker_processes_matches_local_result():
@@ -35,7 +35,7 @@ def test_local_cluster_with_two_worker_processes_matches_local_result():
     runs = [
         v
         for v in dict(lazy.__dask_graph__()).values()
-        if isinstance(getattr(v, "value", None), engine._Run)
+        if isinstance(getattr(v, "value", None), engine.DenoiseRun)
     ]
     assert len(runs) == 1
     with (

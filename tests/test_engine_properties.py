@@ -78,5 +78,5 @@ def test_grid_and_bands_cover_every_row_once(size, tiling, rows):
     covered = np.concatenate([np.arange(b.start, b.out_stop) for b in bands])
     np.testing.assert_array_equal(covered, np.arange(size))
     for i, band in enumerate(bands):
-        assert band.seam_top <= min(band.seam_bottom, size)
+        assert band.seam_start <= min(band.seam_end, size)
         assert all(other.stop <= band.start for other in bands[: max(0, i - 1)])

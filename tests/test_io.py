@@ -167,3 +167,14 @@ def test_levels_that_disagree_in_channels_are_refused(ihc):
         check_levels([ihc, ihc[::2, ::2, :2]])
     with pytest.raises(ImageReadError, match="larger than level 0"):
         check_levels([ihc[::2, ::2], ihc])
+
+
+def test_channels_first_ome_zarr_reads_in_bounded_blocks(tmp_path):
+    from napari_histo_denoise.slides import write_ome_zarr
+
+    wide = da.zeros((2048, 9000, 3), dtype=np.uint8, chunks=(1024, 1024, 3))
+    store = write_ome_zarr(wide, tmp_path / "wide.ome.zarr", n_levels=1, chunk=1024)
+    level, _ = read_image(store)
+    assert level.shape == (2048, 9000, 3)
+    assert max(level.chunks[0]) <= 2048 and max(level.chunks[1]) <= 2048
+    assert level.chunks[2] == (3,)  # a block holds every channel of its pixels

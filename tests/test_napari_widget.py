@@ -203,7 +203,7 @@ def test_out_of_memory_after_the_engines_retries_is_reported(setup, monkeypatch,
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         yield
 
-    monkeypatch.setattr(engine, "iter_denoise", out_of_memory)
+    monkeypatch.setattr(engine, "run_bands", out_of_memory)
     start = len(notification_manager.records)
     run = widget.run()
     qtbot.waitUntil(lambda: run.done, timeout=30_000)
@@ -239,6 +239,34 @@ def test_lazy_grayscale_stack_streams_to_zarr(setup, ihc, weights, qtbot):
     assert type(layer.data).__module__.startswith("zarr")
     expected = denoise(stack, "basic", weights, tile_size=TILE, overlap=OVERLAP, device="cpu")
     np.testing.assert_array_equal(np.asarray(layer.data), np.asarray(expected))
+
+
+def test_lazy_rgba_and_grayscale_layers_stream_with_their_progress_in_tiles(
+    setup, ihc, weights, qtbot
+):
+    viewer, widget = setup
+    rgba = np.dstack([ihc, np.arange(64 * 64, dtype=np.uint8).reshape(64, 64)])
+    viewer.add_image(da.from_array(rgba, chunks=(32, 32, 4)), name="rgba", rgb=True)
+    viewer.add_image(da.from_array(ihc[..., 1], chunks=(32, 32)), name="grey")
+    options = dict(tile_size=TILE, overlap=OVERLAP, device="cpu")
+    formats: list[str] = []
+    widget.progress.bar.valueChanged.connect(
+        lambda *_: formats.append(widget.progress.bar.format())
+    )
+    for name, image in (("rgba", rgba), ("grey", ihc[..., 1])):
+        widget.set_layer(name)
+        formats.clear()
+        run = widget.run()
+        qtbot.waitUntil(lambda run=run: run.done, timeout=60_000)
+        assert run.status == "finished", run.message
+        assert any(f.endswith(" tiles") and not f.startswith("0 / 0") for f in formats), formats
+        layer = run.result
+        assert layer.multiscale and all(isinstance(level, da.Array) for level in layer.data)
+        expected = denoise(image, "basic", weights, **options)
+        np.testing.assert_array_equal(np.asarray(layer.data[0]), np.asarray(expected))
+    np.testing.assert_array_equal(
+        np.asarray(viewer.layers["rgba [denoised: basic]"].data[0])[..., 3], rgba[..., 3]
+    )
 
 
 def test_viewer_stays_responsive_during_a_cpu_run(setup, qtbot):

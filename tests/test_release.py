@@ -35,7 +35,9 @@ def release_data(tmp_path_factory):
 @pytest.fixture(scope="module")
 def dry_run(release_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("release") / "out"
-    env = dict(os.environ, DATA=str(release_data), OUT=str(out))
+    # The script runs `python3`: the interpreter running the tests, first on PATH.
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    env = dict(os.environ, DATA=str(release_data), OUT=str(out), PATH=path)
     script = ROOT / "benchmarks/gpu_release.sh"
     done = subprocess.run(
         ["bash", str(script), "--dry-run"], env=env, capture_output=True, text=True, timeout=600

@@ -80,7 +80,7 @@ def test_data_flow_follows_the_real_skip_connections(summaries):
 
 
 def test_flops_match_the_measured_model_cost(summaries):
-    # DESIGN.md: basic 81.9 and deep 190.8 GFLOP per 256 x 256 tile.
+    # docs/design.md: basic 81.9 and deep 190.8 GFLOP per 256 x 256 tile.
     assert summaries["basic"].gflops == pytest.approx(81.9, abs=0.05)
     assert summaries["deep"].gflops == pytest.approx(190.8, abs=0.05)
 

@@ -64,7 +64,7 @@ def test_bands_partition_rows_and_join_only_neighbours(size, rows):
     assert bands[-1].stop_tile == len(grid.starts)
     for prev, band in itertools.pairwise(bands):
         assert prev.out_stop == band.start and prev.stop_tile == band.first_tile
-        assert band.seam_top == prev.stop and band.start <= band.seam_top <= band.seam_bottom
+        assert band.seam_start == prev.stop and band.start <= band.seam_start <= band.seam_end
     for i, band in enumerate(bands):
         # no tile of a band reaches beyond the neighbouring bands
         for other in bands[: max(0, i - 1)]:

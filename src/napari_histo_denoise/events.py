@@ -7,7 +7,27 @@ helpers run one to the end or re-yield its events in another form.
 from __future__ import annotations
 
 from collections.abc import Callable, Generator
+from dataclasses import dataclass
 from typing import Any, TypeVar
+
+
+class Cancelled(Exception):
+    """Raised when a long job (denoise, train) is cancelled."""
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One progress event of a denoise run: ``done`` of ``total`` units, seconds since the start.
+
+    ``unit`` names what is counted: ``"tiles"`` while denoising, ``"levels"`` while a
+    pyramid is built.
+    """
+
+    done: int
+    total: int
+    elapsed_s: float
+    unit: str = "tiles"
+
 
 Event = TypeVar("Event")
 Result = TypeVar("Result")
@@ -41,3 +61,28 @@ def relay(
         except StopIteration as stop:
             return stop.value
         yield convert(event)
+
+
+def cancel_check(cancel: Any) -> Callable[[], bool]:
+    """Turn a cancel request into a function that says whether it is set.
+
+    Parameters
+    ----------
+    cancel : threading.Event, callable returning bool, or None
+        ``None`` never cancels.
+
+    Raises
+    ------
+    ValueError
+        If ``cancel`` is none of these.
+    """
+    if cancel is None:
+        return lambda: False
+    if hasattr(cancel, "is_set"):
+        return cancel.is_set
+    if callable(cancel):
+        return lambda: bool(cancel())
+    raise ValueError(
+        f"cancel must be a threading.Event or a callable returning a bool, got "
+        f"{type(cancel).__name__}"
+    )

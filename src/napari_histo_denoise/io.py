@@ -163,21 +163,27 @@ def check_levels(levels: list[Any], source: str = "image") -> None:
             )
 
 
-def lazy_array(array: Any, tile: tuple[int, int] | None = None) -> da.Array:
-    """Wrap a zarr-like array in dask with chunks of whole file tiles, about ``CHUNK_EDGE`` px.
+def lazy_array(array: Any, axes: str, tile: tuple[int, int] | None = None) -> da.Array:
+    """Wrap a zarr-like array in dask, chunked in whole storage tiles of about ``CHUNK_EDGE`` px.
 
     Parameters
     ----------
     array : array-like
         Anything with ``shape``, ``dtype`` and numpy slicing (zarr, tifffile store, numpy).
+    axes : str
+        One letter per axis, e.g. ``"YXC"`` or ``"CYX"``: Y and X are chunked, every other
+        axis is kept whole, wherever it is (channels-first stores too).
     tile : (int, int), optional
-        The storage tile (defaults to ``array.chunks`` when it has them).
+        The storage tile in Y and X (default: the array's own chunks along those axes).
     """
+    spatial = [axes.index(a) for a in "YX"]
     if tile is None:
-        tile = tuple(getattr(array, "chunks", (CHUNK_EDGE, CHUNK_EDGE))[:2])
-    edge = [max(1, CHUNK_EDGE // max(1, t)) * t for t in tile]
-    chunks = (*edge, *array.shape[2:])
-    return da.from_array(array, chunks=chunks, asarray=True, fancy=False)
+        stored = getattr(array, "chunks", None)
+        tile = tuple(stored[i] for i in spatial) if stored else (CHUNK_EDGE, CHUNK_EDGE)
+    chunks = list(array.shape)
+    for index, size in zip(spatial, tile, strict=True):
+        chunks[index] = max(1, CHUNK_EDGE // max(1, size)) * size
+    return da.from_array(array, chunks=tuple(chunks), asarray=True, fancy=False)
 
 
 def _stem(path: Path) -> str:
@@ -218,7 +224,7 @@ def _read_tiff(path: Path) -> tuple[list[da.Array], float | None, str]:
         for i, level in enumerate(series.levels):
             array = zarr.open_array(series.aszarr(level=i), mode="r")
             tile = level.keyframe.chunks[:2] if level.keyframe.is_tiled else None
-            levels.append(_to_yxc(lazy_array(array, tile), level.axes, path))
+            levels.append(_to_yxc(lazy_array(array, level.axes, tile), level.axes, path))
         mpp = _tiff_mpp(tif)
     except ImageReadError:
         tif.close()
@@ -303,7 +309,8 @@ def _read_zarr(path: Path) -> tuple[list[da.Array], float | None, str]:
     except Exception as exc:
         raise ImageReadError(f"cannot read {path} as a zarr store: {exc}") from None
     if isinstance(node, zarr.Array):
-        return [_to_yxc(lazy_array(node), "YXC"[: node.ndim], path)], None, "zarr"
+        axes = "YXC"[: node.ndim]
+        return [_to_yxc(lazy_array(node, axes), axes, path)], None, "zarr"
     attrs = dict(node.attrs)
     multiscales = attrs.get("multiscales") or attrs.get("ome", {}).get("multiscales")
     if not multiscales:
@@ -325,7 +332,7 @@ def _read_zarr(path: Path) -> tuple[list[da.Array], float | None, str]:
             raise ImageReadError(
                 f"{path}: OME-Zarr level {dataset['path']!r} is missing"
             ) from None
-        levels.append(_to_yxc(lazy_array(array, array.chunks[-2:]), names, path))
+        levels.append(_to_yxc(lazy_array(array, names), names, path))
     mpp = _ngff_mpp(spec, names)
     return levels, mpp, "ome-zarr"
 

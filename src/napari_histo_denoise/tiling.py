@@ -149,29 +149,31 @@ def reflect_indices(start: int, stop: int, size: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Band:
-    """A run of consecutive tile rows, the unit of reading, batching and memory.
+    """A run of consecutive tiles along one axis: rows of tiles (a band) or columns (a segment).
 
-    All positions are rows of the (possibly padded) image. The band's tiles cover
-    ``[start, stop)``. Rows ``[start, seam_top)`` are shared with the previous band and
-    ``[seam_bottom, stop)`` with the next; the band's output rows are
-    ``[start, out_stop)`` (the first band's ``start`` is 0; ``out_stop`` is the next
-    band's ``start``, or the image height for the last band).
+    Bands of tile rows are the unit of reading, batching and memory; a band wider than
+    memory allows is cut into segments of tile columns the same way. All positions are
+    pixels along the axis of the (possibly padded) image. The tiles cover
+    ``[start, stop)``. Pixels ``[start, seam_start)`` are shared with the previous run and
+    ``[seam_end, stop)`` with the next; the run's output is ``[start, out_stop)`` (the first
+    run's ``start`` is 0; ``out_stop`` is the next run's ``start``, or the image size for
+    the last run).
     """
 
     first_tile: int
     stop_tile: int
     start: int
     stop: int
-    seam_top: int
-    seam_bottom: int
+    seam_start: int
+    seam_end: int
     out_stop: int
 
 
 def plan_bands(grid: AxisGrid, rows_per_band: int) -> list[Band]:
-    """Group the tile rows of ``grid`` into bands of ``rows_per_band`` rows.
+    """Group the tiles of ``grid`` into runs of ``rows_per_band`` tiles.
 
-    A lone last row joins the band before it: the shifted last tile may overlap two rows
-    above it, and keeping it with its neighbour means seams only join adjacent bands.
+    A lone last tile joins the run before it: the shifted last tile may overlap two tiles
+    before it, and keeping it with its neighbour means seams only join adjacent runs.
     """
     count = len(grid.starts)
     bounds = [*range(0, count, max(1, rows_per_band)), count]
@@ -187,8 +189,8 @@ def plan_bands(grid: AxisGrid, rows_per_band: int) -> list[Band]:
                 stop_tile=i1,
                 start=start,
                 stop=stop,
-                seam_top=bands[b - 1].stop if b else start,
-                seam_bottom=stop if last else grid.starts[i1],
+                seam_start=bands[b - 1].stop if b else start,
+                seam_end=stop if last else grid.starts[i1],
                 out_stop=grid.size if last else grid.starts[i1],
             )
         )

@@ -31,8 +31,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .devices import PRECISION_DTYPES, resolve_device, resolve_precision
-from .engine import Cancelled
-from .events import drain
+from .events import Cancelled, cancel_check, drain
 from .patches import PatchSampler
 from .selfsupervised import GAMMA, neighbor2neighbor_loss
 from .settings import TrainSettings
@@ -195,7 +194,7 @@ def iter_train(
         precision=precision,
         seed=seed,
     )
-    is_cancelled = _cancel_check(cancel)
+    is_cancelled = cancel_check(cancel)
     if val_images is not None and settings.noise is None:
         raise ValueError("val_images need a noise spec to make their noisy copies; pass noise=")
     dev = resolve_device(settings.device)
@@ -583,18 +582,6 @@ def _prepare_model(model: str | nn.Module, init_weights: Any, seed: int) -> tupl
         except RuntimeError as exc:
             raise ValueError(f"init_weights do not fit the model: {exc}") from None
     return net, getattr(net, "architecture", type(net).__name__)
-
-
-def _cancel_check(cancel: Cancel) -> Callable[[], bool]:
-    if cancel is None:
-        return lambda: False
-    if hasattr(cancel, "is_set"):
-        return cancel.is_set
-    if callable(cancel):
-        return lambda: bool(cancel())
-    raise ValueError(
-        f"cancel must be a threading.Event or a callable, got {type(cancel).__name__}"
-    )
 
 
 def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:

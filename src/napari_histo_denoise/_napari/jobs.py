@@ -37,67 +37,59 @@ def denoise_job(
 ) -> Generator[Any, None, DenoiseOutcome]:
     """Denoise ``data`` (array or pyramid levels) with ``settings`` (a DenoiseSettings).
 
-    In-memory inputs give an in-memory result (the engine's ``iter_denoise``). With ``stream``
-    (lazy, multiscale or very large inputs) the result goes to disk in the session folder and
-    is read back lazily: a 2D RGB image as an OME-Zarr pyramid (the slide helper's
-    ``iter_denoise_slide``), anything else (grayscale, stacks) as one zarr array. A cancelled
-    or failed run deletes what it wrote.
+    In-memory inputs give an in-memory result. With ``stream`` (lazy, multiscale or very
+    large inputs) the result goes to disk in the session folder and is read back lazily: a
+    2-D image (grey, RGB or RGBA) as an OME-Zarr pyramid, a stack as one zarr array. Both
+    go through the core's :func:`~napari_histo_denoise.pipeline.iter_denoise_into`. A
+    cancelled or failed run deletes what it wrote.
     """
     from ..devices import resolve_device, resolve_precision
+    from ..pipeline import iter_denoise_into
 
     device = resolve_device(settings.device)
     precision = resolve_precision(settings.precision, device)
-    options = {
-        "tile_size": settings.tile_size,
-        "overlap": settings.overlap,
-        "batch_size": settings.batch_size,
-        "device": str(device),
-        "precision": settings.precision,
-        "cancel": cancel.is_set,
-    }
     level0 = data[0] if isinstance(data, list) else data
-    start = time.perf_counter()
+    folder = destination = None
     if stream:
-        result = yield from _stream_to_zarr(
-            data, settings, options, pyramid=rgb and level0.ndim == 3
+        folder = Path(tempfile.mkdtemp(prefix="denoised-", dir=workdir()))
+        plane = level0.ndim == 2 or (rgb and level0.ndim == 3)
+        destination = folder / ("denoised.ome.zarr" if plane else "denoised.zarr")
+    start = time.perf_counter()
+    try:
+        result = yield from iter_denoise_into(
+            data,
+            destination,
+            model=settings.model,
+            weights=settings.weights,
+            tile_size=settings.tile_size,
+            overlap=settings.overlap,
+            batch_size=settings.batch_size,
+            device=str(device),
+            precision=settings.precision,
+            cancel=cancel.is_set,
+            resume=False,
         )
-    else:
-        from ..engine import iter_denoise
-
-        result = yield from iter_denoise(data, settings.model, settings.weights, **options)
+        if stream:
+            result = _read_back(result)
+    except BaseException:
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
     seconds = time.perf_counter() - start
     mpx = megapixels(tuple(level0.shape), rgb)
     return DenoiseOutcome(result, _record(settings, device, precision, seconds, mpx))
 
 
-def _stream_to_zarr(
-    data: Any, settings: Any, options: dict[str, Any], *, pyramid: bool
-) -> Generator[Any, None, Any]:
+def _read_back(path: Path) -> Any:
+    """A streamed result, lazily: the levels of an OME-Zarr pyramid, or the zarr array."""
     import zarr
 
-    from ..engine import iter_denoise
-    from ..io import read_image
-    from ..slides import iter_denoise_slide
+    if path.name.endswith(".ome.zarr"):
+        from ..io import read_image
 
-    folder = Path(tempfile.mkdtemp(prefix="denoised-", dir=workdir()))
-    model, weights = settings.model, settings.weights
-    try:
-        if pyramid:
-            store = folder / "denoised.ome.zarr"
-            yield from iter_denoise_slide(
-                data, store, model=model, weights=weights, resume=False, **options
-            )
-            levels, _ = read_image(store)
-            return levels if isinstance(levels, list) else [levels]
-        level0 = data[0] if isinstance(data, list) else data
-        out = zarr.create_array(
-            store=str(folder / "denoised.zarr"), shape=level0.shape, dtype=level0.dtype
-        )
-        yield from iter_denoise(level0, model, weights, out=out, **options)
-        return zarr.open_array(str(folder / "denoised.zarr"), mode="r")
-    except BaseException:
-        shutil.rmtree(folder, ignore_errors=True)
-        raise
+        levels, _ = read_image(path)
+        return levels if isinstance(levels, list) else [levels]
+    return zarr.open_array(str(path), mode="r")
 
 
 def _record(settings: Any, device: Any, precision: str, seconds: float, mpx: float) -> dict:

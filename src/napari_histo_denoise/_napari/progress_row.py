@@ -59,14 +59,16 @@ class ProgressRow(QWidget):
         self.status.setText(message)
         self.cancel_button.setEnabled(True)
 
-    def update_progress(self, done: int, total: int, elapsed_s: float, extra: str = "") -> None:
-        """Show ``done / total``, the time spent and the estimated time left."""
+    def update_progress(
+        self, done: int, total: int, elapsed_s: float, extra: str = "", unit: str | None = None
+    ) -> None:
+        """Show ``done / total unit``, the time spent and the estimated time left.
+
+        ``unit`` is what the event counts (default: the row's own unit).
+        """
         self.bar.setRange(0, _STEPS)
         self.bar.setValue(round(_STEPS * done / total) if total else 0)
-        if self.unit == "Mpx":  # streamed runs count pixels
-            self.bar.setFormat(f"{done / 1e6:.1f} / {total / 1e6:.1f} Mpx")
-        else:
-            self.bar.setFormat(f"{done} / {total} {self.unit}")
+        self.bar.setFormat(f"{done} / {total} {unit or self.unit}")
         left = time_left(done, total, elapsed_s)
         eta = "estimating" if left is None else f"{format_seconds(left)} left"
         parts = [f"{format_seconds(elapsed_s)} elapsed", eta]

@@ -224,7 +224,6 @@ class HistoDenoiseWidget(QWidget):
         rgb, stream = bool(source.rgb), is_lazy(source)
         data = source_data(source)
         self._set_running(True)
-        self.progress.unit = "Mpx" if stream else "tiles"
         self.progress.start(f"Denoising {source.name!r} with the {settings.model} model…")
         self.current_run = Run(
             functools.partial(denoise_job, data, settings, stream=stream, rgb=rgb),
@@ -251,7 +250,7 @@ class HistoDenoiseWidget(QWidget):
 
     # ------------------------------------------------------------------ internals
     def _on_progress(self, event: Any) -> None:
-        self.progress.update_progress(event.done, event.total, event.elapsed_s)
+        self.progress.update_progress(event.done, event.total, event.elapsed_s, unit=event.unit)
 
     def _add_result(self, source: Any, outcome: Any) -> Any:
         record = {"source": source.name, **outcome.record}

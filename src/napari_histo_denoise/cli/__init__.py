@@ -17,7 +17,22 @@ from .. import __version__
 COMMANDS = ("demo", "denoise", "train", "evaluate", "summary", "bench", "fetch_data")
 
 #: Errors that are the user's to fix: printed as one line, never as a traceback.
-USER_ERRORS = (ValueError, FileNotFoundError, IsADirectoryError, PermissionError)
+USER_ERRORS = (
+    ValueError,
+    FileNotFoundError,
+    FileExistsError,
+    IsADirectoryError,
+    PermissionError,
+)
+
+
+class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Show an option's default in ``--help``, unless it is None or False (no value)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default in (None, False, argparse.SUPPRESS):
+            return action.help
+        return super()._get_help_string(action)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,4 +1,4 @@
-"""``histo-denoise denoise``: denoise a TIFF/PNG/JPEG/zarr image from the command line."""
+"""``histo-denoise denoise``: denoise an image or whole slide into a file, tile by tile."""
 
 from __future__ import annotations
 
@@ -7,11 +7,7 @@ import sys
 from pathlib import Path
 
 from ..settings import MODEL_NAMES, PRECISIONS
-
-#: Output suffixes and how they are written.
-ZARR_SUFFIXES = (".zarr",)
-TIFF_SUFFIXES = (".tif", ".tiff")
-PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg")
+from . import DefaultsHelpFormatter
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -19,41 +15,51 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "denoise",
         help="denoise an image or whole slide (TIFF/SVS, PNG, JPEG, zarr) tile by tile",
-        description="Denoise INPUT with trained (or bundled) weights and write OUTPUT (.zarr "
-        "streams band by band with bounded memory; .tif/.tiff/.png/.jpg hold the result in "
-        "memory). For a "
-        "pyramid the full-resolution level is denoised.",
+        description="Denoise INPUT with trained (or bundled) weights and write OUTPUT, band by "
+        "band with bounded memory: .ome.zarr (a resumable OME-Zarr pyramid), .ome.tif/.tif (a "
+        "tiled pyramidal OME-TIFF with the pixel size), .zarr (one zarr array, any layout "
+        "including stacks), or .png/.jpg. For a pyramid the full-resolution level is denoised.",
+        formatter_class=DefaultsHelpFormatter,
     )
     parser.add_argument("input", type=Path, help="image to denoise")
     parser.add_argument("-o", "--output", type=Path, required=True, help="where to write")
-    parser.add_argument("--model", choices=MODEL_NAMES, default="basic")
+    parser.add_argument("--model", choices=MODEL_NAMES, default="basic", help="architecture")
     parser.add_argument(
         "--weights",
         type=Path,
         help="trained weights file (default: the weights bundled for --model, where there are)",
     )
-    parser.add_argument("--tile-size", type=int, default=256, metavar="PX")
-    parser.add_argument("--overlap", type=int, default=32, metavar="PX")
-    parser.add_argument("--batch-size", type=int, default=None, help="default: automatic")
+    parser.add_argument(
+        "--tile-size", type=int, default=256, metavar="PX", help="tile side, a multiple of 16"
+    )
+    parser.add_argument(
+        "--overlap", type=int, default=32, metavar="PX", help="pixels neighbouring tiles blend"
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=None, help="tiles per forward pass (default: automatic)"
+    )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-    parser.add_argument("--precision", choices=PRECISIONS, default="auto")
+    parser.add_argument(
+        "--precision", choices=PRECISIONS, default="auto", help="auto: bf16 on CUDA, else fp32"
+    )
     parser.add_argument(
         "--tissue-only",
         action="store_true",
-        help="denoise only blocks with tissue (Otsu on a low-resolution level); background "
-        "blocks are copied unchanged (needs a .zarr / .ome.zarr output)",
+        help="denoise only tiles with tissue (Otsu on a low-resolution level); tiles of "
+        "background pass through unchanged",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(run=run)
 
 
-def _bar(done: int, total: int, unit: str = "tiles") -> None:
+def _bar(event) -> None:
     width = 30
-    filled = width * done // max(total, 1)
-    end = "\n" if done >= total else ""
+    filled = width * event.done // max(event.total, 1)
+    end = "\n" if event.done >= event.total else ""
     print(
-        f"\rdenoising [{'#' * filled}{'.' * (width - filled)}] {done}/{total} {unit}",
+        f"\rdenoising [{'#' * filled}{'.' * (width - filled)}] {event.done}/{event.total} "
+        f"{event.unit}",
         end=end,
         file=sys.stderr,
         flush=True,
@@ -61,73 +67,23 @@ def _bar(done: int, total: int, unit: str = "tiles") -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Read the input, denoise it, write the output."""
-    from ..engine import denoise_to_zarr, iter_denoise
-    from ..events import drain
-    from ..io import read_image
+    """Denoise the input into the output; the core chooses the writer by the output's suffix."""
+    from ..pipeline import denoise_into, destination_kind
 
-    output: Path = args.output
-    suffix = output.suffix.lower()
-    if suffix not in ZARR_SUFFIXES + TIFF_SUFFIXES + PICTURE_SUFFIXES:
-        raise ValueError(
-            f"unsupported output {output.name!r}; use .zarr, .tif, .tiff, .png, .jpg or .jpeg"
-        )
-    if output.exists() and not args.overwrite:
-        raise ValueError(f"{output} exists; pass --overwrite to replace it")
-    if args.tissue_only and suffix not in ZARR_SUFFIXES:
-        raise ValueError("--tissue-only writes an OME-Zarr pyramid: use -o NAME.ome.zarr")
-    data, _meta = read_image(args.input)
-    image = data[0] if isinstance(data, list) else data
-    if suffix in ZARR_SUFFIXES and image.ndim == 3 and image.shape[-1] == 3:
-        return _run_slide(args)
-    options = {
-        "tile_size": args.tile_size,
-        "overlap": args.overlap,
-        "batch_size": args.batch_size,
-        "device": args.device,
-        "precision": args.precision,
-        "progress": None if args.quiet else _bar,
-    }
-    if suffix in ZARR_SUFFIXES:
-        denoise_to_zarr(
-            image, output, args.model, args.weights, overwrite=args.overwrite, **options
-        )
-    else:
-        _write(output, drain(iter_denoise(image, args.model, args.weights, **options)))
-    print(f"wrote {output}")
-    return 0
-
-
-def _write(path: Path, result) -> None:
-    """Write a finished numpy result as TIFF or as a picture."""
-    if path.suffix.lower() in TIFF_SUFFIXES:
-        import tifffile
-
-        rgb = result.ndim == 3 and result.shape[-1] in (3, 4)
-        tifffile.imwrite(path, result, photometric="rgb" if rgb else "minisblack")
-    else:
-        from skimage import io as skio
-
-        skio.imsave(path, result, check_contrast=False)
-
-
-def _run_slide(args: argparse.Namespace) -> int:
-    """RGB image or slide to .zarr: block by block into a resumable OME-Zarr pyramid."""
-    from ..slides import denoise_slide
-
-    denoise_slide(
+    destination_kind(args.output)  # an unsupported suffix fails before anything is read
+    written = denoise_into(
         args.input,
         args.output,
         model=args.model,
         weights=args.weights,
-        tissue_only=args.tissue_only,
         tile_size=args.tile_size,
         overlap=args.overlap,
         batch_size=args.batch_size,
         device=args.device,
         precision=args.precision,
-        progress=None if args.quiet else lambda done, total: _bar(done, total, "pixels"),
+        tissue_only=args.tissue_only,
         overwrite=args.overwrite,
+        progress=None if args.quiet else _bar,
     )
-    print(f"wrote {args.output} (OME-Zarr pyramid)")
+    print(f"wrote {written}")
     return 0

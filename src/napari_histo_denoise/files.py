@@ -1,0 +1,73 @@
+"""Outputs that appear complete or not at all: write under a partial name, then rename.
+
+Every writer of the package (weights, zarr arrays, OME-Zarr and OME-TIFF files) creates its
+output under ``<name>.partial`` beside the target and renames it over the target only once
+it is complete, so an interrupted, cancelled or failed run never leaves something that looks
+finished, and never damages an existing output.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+
+def partial_path(path: str | os.PathLike) -> Path:
+    """The name ``path`` is written under until it is complete."""
+    path = Path(path)
+    return path.with_name(path.name + ".partial")
+
+
+def check_target(path: str | os.PathLike, overwrite: bool) -> None:
+    """Refuse to replace an existing ``path`` unless ``overwrite``.
+
+    Raises
+    ------
+    FileExistsError
+        If ``path`` exists and ``overwrite`` is False.
+    """
+    if Path(path).exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; choose another name or pass overwrite=True")
+
+
+def remove(path: str | os.PathLike) -> None:
+    """Delete a file or folder if it exists."""
+    path = Path(path)
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+def publish(partial: str | os.PathLike, path: str | os.PathLike) -> Path:
+    """Move a finished ``partial`` to ``path``, replacing what was there."""
+    path = Path(path)
+    if path.is_dir():
+        shutil.rmtree(path)
+    os.replace(partial, path)
+    return path
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike, *, keep_partial: bool = False) -> Iterator[Path]:
+    """Yield the partial path to write; publish it on success, delete it on failure.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The final output.
+    keep_partial : bool
+        Keep the partial output when the block fails or is cancelled, for a resumable
+        run to continue from.
+    """
+    partial = partial_path(path)
+    try:
+        yield partial
+    except BaseException:
+        if not keep_partial:
+            remove(partial)
+        raise
+    publish(partial, path)

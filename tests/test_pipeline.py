@@ -1,0 +1,149 @@
+"""One path from source to destination: every layout on every route, run-level work once."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+import zarr
+from skimage import data, io
+from torch import nn
+
+from napari_histo_denoise import checkpoint
+from napari_histo_denoise.cli import main
+from napari_histo_denoise.engine import denoise, iter_denoise, model_cache
+from napari_histo_denoise.events import drain
+from napari_histo_denoise.io import read_image
+from napari_histo_denoise.models import build_model
+from napari_histo_denoise.pipeline import denoise_into, destination_kind
+from napari_histo_denoise.slides import denoise_slide, write_ome_tiff
+
+TILE, OVERLAP = 64, 16
+KW = {"tile_size": TILE, "overlap": OVERLAP, "device": "cpu"}
+
+
+class Blur(nn.Module):
+    def forward(self, x):
+        return nn.functional.conv2d(x, torch.full((3, 1, 3, 3), 1 / 9), padding=1, groups=3)
+
+
+def _image(shape, dtype):
+    rng = np.random.default_rng(0)
+    if np.dtype(dtype).kind == "u":
+        return rng.integers(0, np.iinfo(dtype).max, shape, dtype=dtype, endpoint=True)
+    return rng.random(shape).astype(dtype)
+
+
+PLANES = [((150, 170), np.uint16), ((150, 170, 3), np.uint8), ((150, 170, 4), np.float32)]
+
+
+@pytest.mark.parametrize(("shape", "dtype"), PLANES)
+@pytest.mark.parametrize("suffix", [".zarr", ".ome.zarr", ".ome.tif"])
+def test_every_2d_layout_gives_the_in_memory_result_on_every_file_route(
+    tmp_path, shape, dtype, suffix
+):
+    image = _image(shape, dtype)
+    expected = drain(iter_denoise(image, Blur(), **KW))
+    written = denoise_into(image, tmp_path / f"out{suffix}", model=Blur(), **KW)
+    levels, _ = read_image(written)
+    level0 = np.asarray(levels[0] if isinstance(levels, list) else levels)
+    np.testing.assert_array_equal(level0, expected)
+    if shape[-1] == 4:  # alpha passes through
+        np.testing.assert_array_equal(level0[..., 3], image[..., 3])
+
+
+def test_stacks_go_to_a_zarr_array_and_are_refused_by_pyramids_before_any_work(tmp_path):
+    stack = _image((2, 70, 90, 3), np.uint8)
+    written = denoise_into(stack, tmp_path / "stack.zarr", model=Blur(), **KW)
+    np.testing.assert_array_equal(
+        zarr.open_array(written, mode="r")[:], drain(iter_denoise(stack, Blur(), **KW))
+    )
+    for name in ("stack.ome.zarr", "stack.ome.tif"):
+        with pytest.raises(ValueError, match="holds one 2-D image"):
+            denoise_into(stack, tmp_path / name, model=Blur(), **KW)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["stack.zarr"]
+
+
+def test_destinations_by_suffix_and_refusals():
+    assert destination_kind(None) == "memory" and destination_kind(np.zeros(1)) == "array"
+    assert destination_kind("a.OME.ZARR") == "ome-zarr" and destination_kind("a.zarr") == "zarr"
+    assert destination_kind("a.tif") == "ome-tiff" and destination_kind("a.jpeg") == "picture"
+    with pytest.raises(ValueError, match=r"unsupported output 'a.bmp'; use one of \.ome\.zarr"):
+        destination_kind("a.bmp")
+
+
+def test_a_slide_run_hashes_the_weights_and_builds_the_model_once(tmp_path, monkeypatch):
+    torch.manual_seed(0)
+    weights = checkpoint.save_weights(tmp_path / "w.safetensors", build_model("basic"))
+    model_cache.clear_model_cache()
+    checkpoint._sha256.cache_clear()
+    loads = []
+    real_load = checkpoint.load_model
+    monkeypatch.setattr(
+        checkpoint, "load_model", lambda *a, **k: loads.append(1) or real_load(*a, **k)
+    )
+    image = np.concatenate([data.immunohistochemistry()[:, :96]] * 2)[:, :, :3]  # 1024 x 96
+    out = denoise_slide(image, tmp_path / "s.ome.zarr", weights=weights, resume=True, **KW)
+    assert len(loads) == 1  # one model for all bands (it was one per 1024-px block)
+    assert checkpoint._sha256.cache_info().misses == 1  # one read of the weights file
+    levels, _ = read_image(out)
+    np.testing.assert_array_equal(
+        np.asarray(levels), denoise(image, "basic", weights, **KW).compute()
+    )
+
+
+def test_lazy_result_computed_twice_never_counts_past_the_total():
+    seen = []
+    lazy = denoise(
+        _image((300, 200, 3), np.uint8), Blur(), progress=lambda d, t: seen.append((d, t)), **KW
+    )
+    lazy.compute(scheduler="sync")
+    lazy.compute(scheduler="sync")
+    total = seen[0][1]
+    assert all(done <= total for done, _ in seen) and seen[-1] == (total, total)
+
+
+def test_tissue_tiles_are_skipped_on_every_route(tmp_path):
+    image = _image((128, 256, 3), np.uint8)
+    mask = np.zeros((8, 16), bool)
+    mask[:, :4] = True  # the left quarter
+    memory = denoise_into(image, model=Blur(), mask=mask, **KW)
+    written = denoise_into(image, tmp_path / "m.ome.tif", model=Blur(), mask=mask, **KW)
+    np.testing.assert_array_equal(tifffile.imread(written), memory)
+    np.testing.assert_array_equal(memory[:, 128:], image[:, 128:])  # beyond the tissue tiles
+    assert not np.array_equal(memory[:, :48], image[:, :48])
+
+
+def test_cli_writes_a_streamed_pyramidal_ome_tiff_with_the_pixel_size(tmp_path, capsys):
+    from napari_histo_denoise.checkpoint import save_weights
+
+    torch.manual_seed(0)
+    weights = save_weights(tmp_path / "w.safetensors", build_model("basic"))
+    ihc = data.immunohistochemistry()
+    source = write_ome_tiff(ihc, tmp_path / "in.ome.tif", mpp=0.25, n_levels=1, tile=64)
+    out = tmp_path / "out.tif"
+    argv = ["denoise", str(source), "-o", str(out), "--weights", str(weights)]
+    assert main([*argv, "--tile-size", "128", "--overlap", "16", "--device", "cpu"]) == 0
+    levels, meta = read_image(out)
+    assert meta["mpp"] == pytest.approx(0.25) and meta["format"] == "ome-tiff"
+    with tifffile.TiffFile(out) as tif:
+        assert tif.pages[0].is_tiled
+    expected = denoise(ihc, "basic", weights, tile_size=128, overlap=16, device="cpu")
+    np.testing.assert_array_equal(
+        np.asarray(levels[0] if isinstance(levels, list) else levels), expected.compute()
+    )
+    assert "tiles" in capsys.readouterr().err
+
+
+def test_cli_help_shows_the_defaults(capsys):
+    with pytest.raises(SystemExit):
+        main(["denoise", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(default: 256)" in text and "(default: auto)" in text
+
+
+def test_picture_output_of_a_grey_image(tmp_path):
+    grey = data.camera()[:100, :120]
+    written = denoise_into(grey, tmp_path / "g.png", model=Blur(), **KW)
+    np.testing.assert_array_equal(io.imread(written), denoise_into(grey, model=Blur(), **KW))
