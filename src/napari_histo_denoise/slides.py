@@ -168,6 +168,7 @@ def _write_multiscales(
         ]
     }
     if rgb:
+        window = omero_window(group["0"].dtype)
         colors = ("FF0000", "00FF00", "0000FF", "FFFFFF")
         attrs["omero"] = {
             "name": name,
@@ -177,12 +178,19 @@ def _write_multiscales(
                     "label": label,
                     "color": color,
                     "active": True,
-                    "window": {"start": 0, "end": 255},
+                    "window": window,
                 }
                 for label, color in zip(("red", "green", "blue", "alpha"), colors, strict=True)
             ][: shapes[0][2]],
         }
     group.attrs.update(attrs)
+
+
+def omero_window(dtype: Any) -> dict[str, float]:
+    """Return the OMERO display window of ``dtype``: its whole range (integers) or [0, 1]."""
+    dtype = np.dtype(dtype)
+    low, high = (np.iinfo(dtype).min, np.iinfo(dtype).max) if dtype.kind in "iu" else (0, 1)
+    return {"min": low, "max": high, "start": low, "end": high}
 
 
 def _finish_ome_zarr(group: Any, n_levels: int, mpp: float | None, name: str, chunk: int) -> None:

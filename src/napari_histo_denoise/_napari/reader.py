@@ -11,7 +11,6 @@ Utilities), since napari's reader preference only chooses among readers that cla
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,7 +34,7 @@ def get_reader(path: str | list[str]) -> Callable[[str | list[str]], list[LayerD
     The file is opened here (lazily: metadata only), so a damaged or unsupported file gives
     None and napari can try another reader, instead of an error after the choice.
     """
-    from ..io import ImageReadError, read_image
+    from ..io import ImageReadError
 
     if isinstance(path, list):
         if len(path) != 1:
@@ -45,25 +44,50 @@ def get_reader(path: str | list[str]) -> Callable[[str | list[str]], list[LayerD
     if not (path.is_dir() or path.name.lower().endswith(SLIDE_SUFFIXES)):
         return None
     try:
-        data, meta = read_image(path)
+        layers = read_slide(str(path))
     except (ImageReadError, OSError):
         return None
-    if path.is_dir() and meta["format"] != "ome-zarr":  # a plain zarr array is not a slide
-        return None
-    return functools.partial(_layers, data, meta)
+    if path.is_dir() and layers[0][1]["metadata"]["format"] != "ome-zarr":
+        return None  # a plain zarr array is not a slide
 
+    def reader(_path: str | list[str]) -> list[LayerData]:
+        return layers
 
-def _layers(data: Any, meta: dict[str, Any], path: str | list[str]) -> list[LayerData]:
-    return [layer_data(data, meta)]
+    return reader
 
 
 def read_slide(path: str | list[str]) -> list[LayerData]:
-    """Read a slide into one image layer's data: multiscale when a pyramid, with its pixel size."""
+    """Read a slide into one image layer's data: multiscale when a pyramid, with its pixel size.
+
+    An OME-Zarr store's translation and ``omero`` window (as this plugin's writer keeps a
+    layer's translate and contrast limits) place and show the layer.
+    """
     from ..io import read_image
 
     if isinstance(path, list):
         path = path[0]
-    return [layer_data(*read_image(Path(path)))]
+    data, meta = read_image(Path(path))
+    data, kwargs, kind = layer_data(data, meta)
+    if meta["format"] == "ome-zarr":
+        kwargs.update(_ome_zarr_display(Path(path)))
+    return [(data, kwargs, kind)]
+
+
+def _ome_zarr_display(path: Path) -> dict[str, Any]:
+    """Layer keywords from an OME-Zarr store: ``translate`` and ``contrast_limits``, if set."""
+    import zarr
+
+    attrs = dict(zarr.open_group(str(path), mode="r").attrs)
+    ome = attrs.get("ome", attrs)  # OME-NGFF 0.5 nests its metadata under "ome"
+    kwargs: dict[str, Any] = {}
+    for transform in ome["multiscales"][0]["datasets"][0].get("coordinateTransformations", []):
+        if transform.get("type") == "translation":
+            kwargs["translate"] = tuple(float(v) for v in transform["translation"][-2:])
+    channels = ome.get("omero", {}).get("channels", [])
+    windows = {(c["window"]["start"], c["window"]["end"]) for c in channels if "window" in c}
+    if len(windows) == 1:  # a napari layer has one pair of contrast limits for all channels
+        kwargs["contrast_limits"] = tuple(float(v) for v in windows.pop())
+    return kwargs
 
 
 def layer_data(data: Any, meta: dict[str, Any]) -> LayerData:
