@@ -132,17 +132,27 @@ def test_settings_object_round_trips(setup, weights):
         widget.set_settings(model="huge")
 
 
-def test_layer_chooser_follows_the_viewer(setup):
+def test_layer_choosers_are_magicgui_widgets_that_follow_the_viewer(setup):
+    from magicgui.widgets import ComboBox, Select
+
     viewer, widget = setup
-    combo = widget.layer_combo
-    assert [combo.itemText(i) for i in range(combo.count())] == ["ihc"]
+    combo, sources, validation = widget.layer_combo, widget.train.sources, widget.train.val_combo
+    assert isinstance(combo, ComboBox) and isinstance(validation, ComboBox)
+    assert isinstance(sources, Select)
+    assert [combo.native.itemText(i) for i in range(combo.native.count())] == ["ihc"]
     viewer.add_labels(np.zeros((8, 8), dtype=np.uint8), name="mask")  # not an Image layer
     viewer.add_image(np.zeros((3, 32, 32), dtype=np.uint16), name="stack")
     viewer.add_image([np.zeros((64, 64)), np.zeros((32, 32))], name="pyramid", multiscale=True)
-    assert [combo.itemText(i) for i in range(combo.count())] == ["ihc", "stack", "pyramid"]
+    assert [c.name for c in combo.choices] == ["ihc", "stack", "pyramid"]
+    assert combo.value is viewer.layers["ihc"]  # the choice stays while layers come
     viewer.layers["stack"].name = "z-stack"
     viewer.layers.remove("ihc")
-    assert [combo.itemText(i) for i in range(combo.count())] == ["z-stack", "pyramid"]
+    for chooser in (combo, sources):
+        assert sorted(c.name for c in chooser.choices) == ["pyramid", "z-stack"]
+    assert validation.choices[0] is None and len(validation.choices) == 3  # "-----": none
+    widget.train.set_settings(sources=["pyramid", viewer.layers["z-stack"]], validation=None)
+    assert sources.value == [viewer.layers["pyramid"], viewer.layers["z-stack"]]
+    assert validation.value is None
 
 
 def test_cancel_stops_within_a_second_and_adds_no_layer(setup, qtbot):

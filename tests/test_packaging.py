@@ -98,3 +98,7 @@ def test_every_third_party_import_is_declared():
         if not {_normal(d) for d in distributions.get(name, [name])} & declared
     }
     assert not undeclared, f"imported but not declared in pyproject.toml: {sorted(undeclared)}"
+
+
+def test_magicgui_is_declared_because_it_is_used():
+    assert "magicgui" in _imported_top_level_names() and "magicgui" in _requirements()

@@ -28,7 +28,7 @@ from qtpy.QtWidgets import (
 from superqt import QCollapsible
 
 from ..settings import MODEL_NAMES, PRECISIONS
-from .choosers import LayerChooser, WeightsChooser
+from .choosers import WeightsChooser, layer_combo
 from .layers import METADATA_KEY, add_result_layer, is_lazy, source_data
 from .progress_row import ProgressRow
 from .runs import FINISHED, Run
@@ -62,7 +62,7 @@ class HistoDenoiseWidget(QWidget):
         self.current_run: Run | None = None
         self._source: Any = None
 
-        self.layer_combo = LayerChooser(napari_viewer)
+        self.layer_combo = layer_combo(napari_viewer)
         self.model_combo = QComboBox()
         self.model_combo.addItems(MODEL_NAMES)
         self.weights = WeightsChooser(self.model_combo.currentText())
@@ -79,7 +79,7 @@ class HistoDenoiseWidget(QWidget):
         self.progress = ProgressRow("tiles")
 
         form = QFormLayout()
-        form.addRow("Image layer", self.layer_combo)
+        form.addRow("Image layer", self.layer_combo.native)
         form.addRow("Model", self.model_combo)
         form.addRow("Weights", self.weights)
         form.addRow("Tile size", self.tile_spin)
@@ -103,7 +103,7 @@ class HistoDenoiseWidget(QWidget):
         layout.addStretch(1)
 
         self._inputs = (
-            self.layer_combo,
+            self.layer_combo.native,
             self.model_combo,
             self.weights,
             self.tile_spin,
@@ -187,7 +187,7 @@ class HistoDenoiseWidget(QWidget):
         """Choose the layer to denoise (an Image layer or its name)."""
         from .layers import find_image_layer
 
-        self.layer_combo.setCurrentText(find_image_layer(self.viewer, layer_or_name).name)
+        self.layer_combo.value = find_image_layer(self.viewer, layer_or_name)
 
     # ------------------------------------------------------------------ running
     @property
@@ -212,7 +212,7 @@ class HistoDenoiseWidget(QWidget):
         if self.running:
             show_error("A denoise run is already in progress.")
             return None
-        source = self.layer_combo.layer()
+        source = self.layer_combo.value
         try:
             if source is None:
                 raise ValueError("Add or open an image layer first: there is nothing to denoise.")
