@@ -155,6 +155,54 @@ def test_layer_choosers_are_magicgui_widgets_that_follow_the_viewer(setup):
     assert validation.value is None
 
 
+def test_widget_remembers_its_settings_between_sessions(make_napari_viewer, weights, qtbot):
+    import os
+    from pathlib import Path
+
+    def open_widget():
+        viewer = make_napari_viewer()
+        _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Histo Denoise")
+        qtbot.waitUntil(lambda: widget.idle, timeout=60_000)  # the device list is in
+        return viewer, widget
+
+    viewer, first = open_widget()
+    first.set_settings(model="deep", weights=weights, tile_size=128, overlap=24, device="cpu")
+    first.set_settings(model="basic")  # the last value counts
+    viewer.close()
+    assert Path(os.environ["HISTO_DENOISE_SETTINGS"]).is_file()  # not the user's own file
+    _, second = open_widget()
+    got = second.settings()
+    assert (got.model, got.weights, got.tile_size, got.overlap) == ("basic", str(weights), 128, 24)
+    assert got.device == "cpu"
+    second.set_settings(weights=None, device="auto")  # the bundled entry is remembered too
+    _, third = open_widget()
+    assert third.weights.path() is None and third.device_combo.currentText() == "auto"
+
+
+def test_tile_and_overlap_are_checked_as_they_are_typed(setup, qtbot):
+    from napari_histo_denoise._napari import preferences
+
+    _, widget = setup
+    assert widget.tiling_problem.isHidden()
+
+    def type_into(spin, text):
+        spin.lineEdit().selectAll()
+        qtbot.keyClicks(spin.lineEdit(), text)
+
+    type_into(widget.tile_spin, "100")
+    assert "multiple of 16" in widget.tiling_problem.text()
+    assert not widget.tiling_problem.isHidden() and widget.tile_spin.toolTip()
+    assert not widget.overlap_spin.toolTip()
+    type_into(widget.tile_spin, "128")
+    widget.overlap_spin.setValue(64)
+    assert "larger than twice the overlap" in widget.overlap_spin.toolTip()
+    assert not widget.tile_spin.toolTip()
+    assert preferences.remembered()["overlap"] == OVERLAP  # a refused value is not remembered
+    type_into(widget.overlap_spin, "40")
+    assert widget.tiling_problem.isHidden() and not widget.overlap_spin.toolTip()
+    assert preferences.remembered()["overlap"] == 40
+
+
 def test_cancel_stops_within_a_second_and_adds_no_layer(setup, qtbot):
     viewer, widget = setup
     run = _long_run(viewer, widget)
