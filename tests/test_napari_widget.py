@@ -217,6 +217,32 @@ def test_cancel_stops_within_a_second_and_adds_no_layer(setup, qtbot):
     assert widget.denoise_button.isEnabled()
 
 
+def test_runs_show_their_progress_in_napari_activity_dock(setup, qtbot):
+    from napari.utils import progress
+
+    viewer, widget = setup
+
+    def activity(words):
+        return [p for p in progress._all_instances if words in p.desc]
+
+    run = _long_run(viewer, widget)
+    qtbot.waitUntil(lambda: widget.progress.bar.value() > 0, timeout=60_000)
+    [bar] = activity("Denoising 'big'")
+    assert bar.total == 121 and 0 < bar.n <= bar.total  # 11 x 11 tiles of 32 px, stride 24
+    widget.cancel()
+    qtbot.waitUntil(lambda: run.done, timeout=5_000)
+    assert not activity("Denoising")
+    train = widget.train
+    train.set_settings(sources=["ihc"], steps=10_000, patch_size=32, batch_size=2, device="cpu")
+    run = train.run()
+    qtbot.waitUntil(lambda: train.progress.bar.value() > 0, timeout=60_000)
+    [bar] = activity("Training the basic model")
+    assert bar.total == 10_000 and bar.n > 0 and "loss" in str(bar)
+    train.cancel()
+    qtbot.waitUntil(lambda: run.done, timeout=5_000)
+    assert not activity("Training")
+
+
 def test_removing_the_source_mid_run_is_reported_and_adds_nothing(setup, qtbot):
     viewer, widget = setup
     start = len(notification_manager.records)
