@@ -36,8 +36,7 @@ class ProgressRow(QWidget):
     def __init__(self, unit: str, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.unit = unit
-        #: The run's ``napari.utils.progress`` (the activity dock's bar), None when idle.
-        self.activity: Any = None
+        self._activity: Any = None  # the run's napari.utils.progress (the activity dock's bar)
         self.bar = QProgressBar()
         self.bar.setTextVisible(True)
         self.cancel_button = QPushButton("Cancel")
@@ -61,9 +60,9 @@ class ProgressRow(QWidget):
         self.bar.setFormat("")
         self.status.setText(message)
         self.cancel_button.setEnabled(False)
-        if self.activity is not None:
-            self.activity.close()
-            self.activity = None
+        if self._activity is not None:
+            self._activity.close()
+            self._activity = None
 
     def start(self, message: str) -> None:
         """Show a busy bar (no total yet), here and in napari's activity dock; enable Cancel."""
@@ -72,7 +71,7 @@ class ProgressRow(QWidget):
         self.bar.setRange(0, 0)
         self.status.setText(message)
         self.cancel_button.setEnabled(True)
-        self.activity = progress(total=0, desc=message, unit=f" {self.unit}")
+        self._activity = progress(total=0, desc=message, unit=f" {self.unit}")
 
     def update_progress(self, done: int, total: int, elapsed_s: float, extra: str = "") -> None:
         """Show ``done / total``, the time spent and the estimated time left."""
@@ -88,13 +87,13 @@ class ProgressRow(QWidget):
         if extra:
             parts.append(extra)
         self.status.setText(" · ".join(parts))
-        if self.activity is not None:
+        if self._activity is not None:
             self._update_activity(done, total, extra)
 
     def _update_activity(self, done: int, total: int, extra: str) -> None:
         if self.unit == "Mpx":  # whole megapixels: pixel counts overflow Qt's int progress
             done, total = done // 10**6, math.ceil(total / 10**6)
-        if self.activity.total != total:
-            self.activity.total = total
-        self.activity.set_postfix_str(extra, refresh=False)  # e.g. the loss, after the rate
-        self.activity.update(done - self.activity.n)
+        if self._activity.total != total:
+            self._activity.total = total
+        self._activity.set_postfix_str(extra, refresh=False)  # e.g. the loss, after the rate
+        self._activity.update(done - self._activity.n)

@@ -320,8 +320,8 @@ class HistoDenoiseWidget(QWidget):
     def _check_tiling(self) -> bool:
         """Show under the fields what the core would say of this tile and overlap."""
         tile, overlap = self.tile_spin.value(), self.overlap_spin.value()
-        tile_problem = _problem(check_tiling, tile, 0)
-        problem = tile_problem or _problem(check_tiling, tile, overlap)
+        tile_problem = _tiling_problem(tile, 0)
+        problem = tile_problem or _tiling_problem(tile, overlap)
         for spin, wrong in (
             (self.tile_spin, bool(tile_problem)),
             (self.overlap_spin, bool(problem) and not tile_problem),  # too large for the tile
@@ -385,10 +385,10 @@ def _choose(combo: QComboBox, value: str, what: str) -> None:
     combo.setCurrentIndex(index)
 
 
-def _problem(check: Any, *args: Any) -> str:
-    """The ValueError message of ``check(*args)``, or an empty string when it passes."""
+def _tiling_problem(tile: int, overlap: int) -> str:
+    """The core's objection to this tile and overlap, or an empty string."""
     try:
-        check(*args)
+        check_tiling(tile, overlap)
     except ValueError as exc:
         return str(exc)
     return ""

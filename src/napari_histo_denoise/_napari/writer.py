@@ -45,8 +45,8 @@ def write_ome_zarr_layer(path: str, data: Any, attributes: dict[str, Any]) -> li
             overwrite=True,  # napari's save dialog has already asked
         )
 
-    written = write_in_background(write, data, attributes, "OME-Zarr")
-    keep_placement_and_display(written, attributes)
+    written = _write_in_background(write, data, attributes, "OME-Zarr")
+    _keep_placement_and_display(written, attributes)
     return [str(written)]
 
 
@@ -57,10 +57,10 @@ def write_ome_tiff_layer(path: str, data: Any, attributes: dict[str, Any]) -> li
     def write(levels: list[Any]) -> Path:
         return write_ome_tiff(levels, path, mpp=layer_mpp(attributes), overwrite=True)
 
-    return [str(write_in_background(write, data, attributes, "OME-TIFF"))]
+    return [str(_write_in_background(write, data, attributes, "OME-TIFF"))]
 
 
-def write_in_background(
+def _write_in_background(
     write: Callable[[list[Any]], Path], data: Any, attributes: dict[str, Any], what: str
 ) -> Path:
     """Call ``write`` with the layer's levels in a worker thread and wait for it.
@@ -111,12 +111,12 @@ def _note(seen: set[tuple[int, Any]], level: int, block: Any, block_id: Any = No
     return block
 
 
-def keep_placement_and_display(store: Path, attributes: dict[str, Any]) -> None:
+def _keep_placement_and_display(store: Path, attributes: dict[str, Any]) -> None:
     """Record a layer's translate and contrast limits in an OME-Zarr store's metadata.
 
     The translate becomes a ``translation`` after each level's ``scale`` (OME-NGFF); the
-    contrast limits become the ``omero`` window of every channel (a single white channel
-    for a grayscale image, which ``write_ome_zarr`` gives no ``omero`` entry).
+    contrast limits become the ``omero`` window of every channel (white channels for an image
+    that is not RGB, which ``write_ome_zarr`` gives no ``omero`` entry).
     """
     import zarr
 
@@ -132,11 +132,15 @@ def keep_placement_and_display(store: Path, attributes: dict[str, Any]) -> None:
             transforms.append({"type": "translation", "translation": padding + translate})
     limits = attributes.get("contrast_limits")
     if limits is not None:
+        level0 = group["0"]
         omero = attrs.setdefault("omero", {"name": attrs["multiscales"][0]["name"]})
         channels = omero.setdefault(
             "channels",
-            [{"label": "gray", "color": "FFFFFF", "active": True,
-              "window": omero_window(group["0"].dtype)}],
+            [
+                {"label": f"channel {c}", "color": "FFFFFF", "active": True,
+                 "window": omero_window(level0.dtype)}
+                for c in range(level0.shape[0] if level0.ndim == 3 else 1)  # disk order: CYX
+            ],
         )  # fmt: skip
         for channel in channels:
             channel["window"].update(start=float(limits[0]), end=float(limits[1]))
