@@ -8,3 +8,9 @@ def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
     setattr(item, f"rep_{report.when}", report)
+
+
+@pytest.fixture(autouse=True)
+def _widget_settings_file(tmp_path, monkeypatch):
+    """Keep what the widget remembers out of the user's real configuration folder."""
+    monkeypatch.setenv("HISTO_DENOISE_SETTINGS", str(tmp_path / "histo-denoise-widget.ini"))

@@ -5,12 +5,14 @@ from pathlib import Path
 import dask.array as da
 import numpy as np
 import pytest
+import tifffile
+import zarr
 from skimage import data
 
 import napari_histo_denoise
 from napari_histo_denoise._napari.reader import get_reader, read_slide
 from napari_histo_denoise._napari.writer import layer_mpp, write_ome_zarr_layer
-from napari_histo_denoise.slides import write_ome_tiff
+from napari_histo_denoise.slides import write_ome_tiff, write_ome_zarr
 
 CMU1 = Path(napari_histo_denoise.__file__).parent / "data" / "cmu1_small_region.svs"
 PLUGIN = "napari-histo-denoise"
@@ -22,11 +24,67 @@ def pyramid(tmp_path):
     return write_ome_tiff(image, tmp_path / "ihc.ome.tif", mpp=0.25, n_levels=3, tile=128), image
 
 
-def test_reader_claims_slides_and_zarr_only(tmp_path):
-    assert get_reader(str(CMU1)) is read_slide
-    assert get_reader(str(tmp_path / "x.ome.zarr") + "/") is read_slide
-    assert get_reader(str(tmp_path / "x.png")) is None
+def _candidates(path):
+    """Plugins napari would offer for ``path`` (before calling any of them)."""
+    from npe2 import PluginManager
+
+    manager = PluginManager.instance()
+    manager.discover()
+    return {reader.plugin_name for reader in manager.iter_compatible_readers([str(path)])}
+
+
+def test_reader_claims_slide_formats_only():
+    for name in ("s.svs", "s.ndpi", "s.scn", "s.bif", "s.qptiff", "s.ome.tif", "s.OME.TIFF"):
+        assert PLUGIN in _candidates(name), name
+    for name in ("plain.tif", "plain.tiff", "plain.zarr", "x.png"):
+        assert PLUGIN not in _candidates(name), name
+
+
+def test_an_ordinary_tiff_opens_without_a_reader_question(make_napari_viewer, tmp_path):
+    path = tmp_path / "plain.tif"
+    tifffile.imwrite(path, np.arange(64 * 64, dtype=np.uint16).reshape(64, 64))
+    viewer = make_napari_viewer()
+    # plugin=None: napari's GUI way, a MultipleReaderError (the dialog) if two plugins claim it
+    [layer] = viewer.open(str(path), plugin=None)
+    assert layer.data.shape == (64, 64)
+
+
+def test_reader_returns_none_for_what_it_cannot_read(tmp_path, pyramid):
+    damaged = tmp_path / "damaged.svs"
+    damaged.write_bytes(b"II*\x00" + b"\x00" * 100)
+    plain_array = tmp_path / "array.ome.zarr"
+    zarr.create_array(store=str(plain_array), shape=(8, 8), dtype="uint8")
+    pyramidal_tif = write_ome_tiff(pyramid[1], tmp_path / "pyramid.tif", n_levels=2)
+    for path in (damaged, plain_array, tmp_path, tmp_path / "missing.svs", pyramidal_tif):
+        assert get_reader(str(path)) is None, path
     assert get_reader([str(CMU1), str(CMU1)]) is None
+
+
+def test_reader_reads_a_slide_and_an_ome_zarr_folder(tmp_path, pyramid):
+    [(data, kwargs, kind)] = get_reader(str(CMU1))(str(CMU1))
+    assert kind == "image" and data.shape == (2967, 2220, 3)
+    store = write_ome_zarr(pyramid[1], tmp_path / "x.zarr", n_levels=2)  # any folder name
+    [(levels, kwargs, _)] = get_reader(str(store) + "/")(str(store))
+    assert kwargs["multiscale"] and len(levels) == 2
+
+
+def test_a_pyramidal_plain_tif_opens_from_the_file_menu(make_napari_viewer, tmp_path, pyramid):
+    from app_model.types import MenuItem
+    from napari._app_model import get_app_model
+    from qtpy.QtWidgets import QFileDialog
+
+    from napari_histo_denoise._napari.reader import open_slide
+
+    viewer = make_napari_viewer()
+    items = get_app_model().menus.get_menu("napari/file/io_utilities")
+    assert any(isinstance(i, MenuItem) and i.command.id == f"{PLUGIN}.open_slide" for i in items)
+    path = write_ome_tiff(pyramid[1], tmp_path / "pyramid.tif", mpp=0.25, n_levels=3)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (str(path), ""))
+        open_slide(viewer)
+    [layer] = viewer.layers
+    assert layer.multiscale and layer.rgb and len(layer.data) == 3
+    np.testing.assert_allclose(layer.scale, (0.25, 0.25))
 
 
 def test_reader_gives_a_lazy_multiscale_rgb_layer_at_the_slide_scale(pyramid):

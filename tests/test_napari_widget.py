@@ -132,17 +132,75 @@ def test_settings_object_round_trips(setup, weights):
         widget.set_settings(model="huge")
 
 
-def test_layer_chooser_follows_the_viewer(setup):
+def test_layer_choosers_are_magicgui_widgets_that_follow_the_viewer(setup):
+    from magicgui.widgets import ComboBox, Select
+
     viewer, widget = setup
-    combo = widget.layer_combo
-    assert [combo.itemText(i) for i in range(combo.count())] == ["ihc"]
+    combo, sources, validation = widget.layer_combo, widget.train.sources, widget.train.val_combo
+    assert isinstance(combo, ComboBox) and isinstance(validation, ComboBox)
+    assert isinstance(sources, Select)
+    assert [combo.native.itemText(i) for i in range(combo.native.count())] == ["ihc"]
     viewer.add_labels(np.zeros((8, 8), dtype=np.uint8), name="mask")  # not an Image layer
     viewer.add_image(np.zeros((3, 32, 32), dtype=np.uint16), name="stack")
     viewer.add_image([np.zeros((64, 64)), np.zeros((32, 32))], name="pyramid", multiscale=True)
-    assert [combo.itemText(i) for i in range(combo.count())] == ["ihc", "stack", "pyramid"]
+    assert [c.name for c in combo.choices] == ["ihc", "stack", "pyramid"]
+    assert combo.value is viewer.layers["ihc"]  # the choice stays while layers come
     viewer.layers["stack"].name = "z-stack"
     viewer.layers.remove("ihc")
-    assert [combo.itemText(i) for i in range(combo.count())] == ["z-stack", "pyramid"]
+    for chooser in (combo, sources):
+        assert sorted(c.name for c in chooser.choices) == ["pyramid", "z-stack"]
+    assert validation.choices[0] is None and len(validation.choices) == 3  # "-----": none
+    widget.train.set_settings(sources=["pyramid", viewer.layers["z-stack"]], validation=None)
+    assert sources.value == [viewer.layers["pyramid"], viewer.layers["z-stack"]]
+    assert validation.value is None
+
+
+def test_widget_remembers_its_settings_between_sessions(make_napari_viewer, weights, qtbot):
+    import os
+    from pathlib import Path
+
+    def open_widget():
+        viewer = make_napari_viewer()
+        _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Histo Denoise")
+        qtbot.waitUntil(lambda: widget.idle, timeout=60_000)  # the device list is in
+        return viewer, widget
+
+    viewer, first = open_widget()
+    first.set_settings(model="deep", weights=weights, tile_size=128, overlap=24, device="cpu")
+    first.set_settings(model="basic")  # the last value counts
+    viewer.close()
+    assert Path(os.environ["HISTO_DENOISE_SETTINGS"]).is_file()  # not the user's own file
+    _, second = open_widget()
+    got = second.settings()
+    assert (got.model, got.weights, got.tile_size, got.overlap) == ("basic", str(weights), 128, 24)
+    assert got.device == "cpu"
+    second.set_settings(weights=None, device="auto")  # the bundled entry is remembered too
+    _, third = open_widget()
+    assert third.weights.path() is None and third.device_combo.currentText() == "auto"
+
+
+def test_tile_and_overlap_are_checked_as_they_are_typed(setup, qtbot):
+    from napari_histo_denoise._napari import preferences
+
+    _, widget = setup
+    assert widget.tiling_problem.isHidden()
+
+    def type_into(spin, text):
+        spin.lineEdit().selectAll()
+        qtbot.keyClicks(spin.lineEdit(), text)
+
+    type_into(widget.tile_spin, "100")
+    assert "multiple of 16" in widget.tiling_problem.text()
+    assert not widget.tiling_problem.isHidden() and widget.tile_spin.toolTip()
+    assert not widget.overlap_spin.toolTip()
+    type_into(widget.tile_spin, "128")
+    widget.overlap_spin.setValue(64)
+    assert "larger than twice the overlap" in widget.overlap_spin.toolTip()
+    assert not widget.tile_spin.toolTip()
+    assert preferences.remembered()["overlap"] == OVERLAP  # a refused value is not remembered
+    type_into(widget.overlap_spin, "40")
+    assert widget.tiling_problem.isHidden() and not widget.overlap_spin.toolTip()
+    assert preferences.remembered()["overlap"] == 40
 
 
 def test_cancel_stops_within_a_second_and_adds_no_layer(setup, qtbot):
@@ -157,6 +215,32 @@ def test_cancel_stops_within_a_second_and_adds_no_layer(setup, qtbot):
     assert run.status == "cancelled"
     assert len(viewer.layers) == layers
     assert widget.denoise_button.isEnabled()
+
+
+def test_runs_show_their_progress_in_napari_activity_dock(setup, qtbot):
+    from napari.utils import progress
+
+    viewer, widget = setup
+
+    def activity(words):
+        return [p for p in progress._all_instances if words in p.desc]
+
+    run = _long_run(viewer, widget)
+    qtbot.waitUntil(lambda: widget.progress.bar.value() > 0, timeout=60_000)
+    [bar] = activity("Denoising 'big'")
+    assert bar.total == 121 and 0 < bar.n <= bar.total  # 11 x 11 tiles of 32 px, stride 24
+    widget.cancel()
+    qtbot.waitUntil(lambda: run.done, timeout=5_000)
+    assert not activity("Denoising")
+    train = widget.train
+    train.set_settings(sources=["ihc"], steps=10_000, patch_size=32, batch_size=2, device="cpu")
+    run = train.run()
+    qtbot.waitUntil(lambda: train.progress.bar.value() > 0, timeout=60_000)
+    [bar] = activity("Training the basic model")
+    assert bar.total == 10_000 and bar.n > 0 and "loss" in str(bar)
+    train.cancel()
+    qtbot.waitUntil(lambda: run.done, timeout=5_000)
+    assert not activity("Training")
 
 
 def test_removing_the_source_mid_run_is_reported_and_adds_nothing(setup, qtbot):

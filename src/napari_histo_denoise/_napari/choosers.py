@@ -1,20 +1,14 @@
-"""Choosers that follow the viewer: image layers (one or several) and weights files."""
+"""Choosers that follow the viewer: image layers (magicgui widgets) and weights files."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from magicgui.widgets import ComboBox, Select
 from qtpy.QtCore import Qt
-from qtpy.QtWidgets import (
-    QComboBox,
-    QFileDialog,
-    QHBoxLayout,
-    QListWidget,
-    QListWidgetItem,
-    QPushButton,
-    QWidget,
-)
+from qtpy.QtWidgets import QComboBox, QFileDialog, QHBoxLayout, QPushButton, QWidget
 
 from ..pretrained import BUNDLED_LABEL, bundled
 from .layers import image_layers
@@ -26,7 +20,7 @@ if TYPE_CHECKING:
 WEIGHTS_FILTER = "Weights (*.safetensors *.pt *.pth *.ckpt);;All files (*)"
 
 
-def _follow_layers(viewer: napari.Viewer, refresh: Any) -> None:
+def _follow_layers(viewer: napari.Viewer, refresh: Callable[..., Any]) -> None:
     """Call ``refresh`` whenever the viewer's layers or their names change."""
 
     def watch(event: Any = None) -> None:
@@ -40,74 +34,31 @@ def _follow_layers(viewer: napari.Viewer, refresh: Any) -> None:
     watch()
 
 
-class LayerChooser(QComboBox):
-    """The viewer's Image layers; keeps the chosen one while layers come and go.
+def _image_layer_choices(viewer: napari.Viewer) -> Callable[[Any], list[tuple[str, Any]]]:
+    """Return the viewer's Image layers as magicgui choices: ``(name, layer)`` pairs."""
 
-    With ``none_text`` the first entry stands for "no layer" (and is the default).
+    def choices(widget: Any) -> list[tuple[str, Any]]:
+        return [(layer.name, layer) for layer in image_layers(viewer)]
+
+    return choices
+
+
+def layer_combo(viewer: napari.Viewer, *, optional: bool = False) -> ComboBox:
+    """A magicgui ComboBox of the viewer's Image layers; its ``value`` is the chosen layer.
+
+    With ``optional``, magicgui's first entry ``-----`` stands for no layer (``None``).
     """
-
-    def __init__(
-        self, viewer: napari.Viewer, none_text: str | None = None, parent: QWidget | None = None
-    ) -> None:
-        super().__init__(parent)
-        self.viewer = viewer
-        self._none_text = none_text
-        _follow_layers(viewer, self.refresh)
-
-    def refresh(self, event: Any = None) -> None:
-        """Re-list the Image layers."""
-        current = self.currentText()
-        names = [layer.name for layer in image_layers(self.viewer)]
-        self.blockSignals(True)
-        self.clear()
-        if self._none_text is not None:
-            self.addItem(self._none_text)
-        self.addItems(names)
-        self.blockSignals(False)
-        if current in names:
-            self.setCurrentText(current)
-        elif names and self._none_text is None:
-            self.setCurrentIndex(len(names) - 1)  # the newest layer
-            self.currentTextChanged.emit(self.currentText())
-
-    def layer(self) -> napari.layers.Image | None:
-        """The chosen layer, or None when the viewer has no Image layer."""
-        name = self.currentText()
-        return self.viewer.layers[name] if name in self.viewer.layers else None
+    combo = ComboBox(choices=_image_layer_choices(viewer), nullable=optional)
+    _follow_layers(viewer, combo.reset_choices)
+    return combo
 
 
-class LayerList(QListWidget):
-    """The viewer's Image layers with check boxes, for choosing several (training sources)."""
-
-    def __init__(self, viewer: napari.Viewer, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.viewer = viewer
-        self.setMaximumHeight(90)
-        _follow_layers(viewer, self.refresh)
-
-    def refresh(self, event: Any = None) -> None:
-        """Re-list the Image layers, keeping the check marks."""
-        checked = set(self.checked_names())
-        self.clear()
-        for layer in image_layers(self.viewer):
-            item = QListWidgetItem(layer.name)
-            item.setFlags(item.flags() | Qt.ItemIsUserCheckable)
-            item.setCheckState(Qt.Checked if layer.name in checked else Qt.Unchecked)
-            self.addItem(item)
-
-    def checked_names(self) -> list[str]:
-        """Names of the checked layers, in list order."""
-        return [
-            self.item(i).text()
-            for i in range(self.count())
-            if self.item(i).checkState() == Qt.Checked
-        ]
-
-    def set_checked(self, names: list[str]) -> None:
-        """Check exactly the layers named in ``names``."""
-        for i in range(self.count()):
-            item = self.item(i)
-            item.setCheckState(Qt.Checked if item.text() in names else Qt.Unchecked)
+def layer_select(viewer: napari.Viewer) -> Select:
+    """A magicgui list of the viewer's Image layers; its ``value`` is the selected layers."""
+    select = Select(choices=_image_layer_choices(viewer))
+    select.native.setMaximumHeight(90)
+    _follow_layers(viewer, select.reset_choices)
+    return select
 
 
 class WeightsChooser(QWidget):

@@ -1,6 +1,13 @@
-"""A progress bar with a status line, an estimate of the time left and a Cancel button."""
+"""A progress bar with a status line, an estimate of the time left and a Cancel button.
+
+While a run goes on, napari's activity dock (bottom right of the viewer) shows the same
+progress, as it does for other plugins' work.
+"""
 
 from __future__ import annotations
+
+import math
+from typing import Any
 
 from qtpy.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
 
@@ -29,6 +36,7 @@ class ProgressRow(QWidget):
     def __init__(self, unit: str, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.unit = unit
+        self._activity: Any = None  # the run's napari.utils.progress (the activity dock's bar)
         self.bar = QProgressBar()
         self.bar.setTextVisible(True)
         self.cancel_button = QPushButton("Cancel")
@@ -52,12 +60,18 @@ class ProgressRow(QWidget):
         self.bar.setFormat("")
         self.status.setText(message)
         self.cancel_button.setEnabled(False)
+        if self._activity is not None:
+            self._activity.close()
+            self._activity = None
 
     def start(self, message: str) -> None:
-        """Show a busy bar (no total known yet) and enable Cancel."""
+        """Show a busy bar (no total yet), here and in napari's activity dock; enable Cancel."""
+        from napari.utils import progress
+
         self.bar.setRange(0, 0)
         self.status.setText(message)
         self.cancel_button.setEnabled(True)
+        self._activity = progress(total=0, desc=message, unit=f" {self.unit}")
 
     def update_progress(
         self, done: int, total: int, elapsed_s: float, extra: str = "", unit: str | None = None
@@ -75,3 +89,13 @@ class ProgressRow(QWidget):
         if extra:
             parts.append(extra)
         self.status.setText(" · ".join(parts))
+        if self._activity is not None:
+            self._update_activity(done, total, extra)
+
+    def _update_activity(self, done: int, total: int, extra: str) -> None:
+        if self.unit == "Mpx":  # whole megapixels: pixel counts overflow Qt's int progress
+            done, total = done // 10**6, math.ceil(total / 10**6)
+        if self._activity.total != total:
+            self._activity.total = total
+        self._activity.set_postfix_str(extra, refresh=False)  # e.g. the loss, after the rate
+        self._activity.update(done - self._activity.n)

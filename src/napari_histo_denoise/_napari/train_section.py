@@ -23,8 +23,8 @@ from qtpy.QtWidgets import (
 )
 
 from ..settings import TRAIN_MODES
-from .choosers import LayerChooser, LayerList
-from .layers import source_data
+from .choosers import layer_combo, layer_select
+from .layers import find_image_layer, source_data
 from .progress_row import ProgressRow
 from .runs import Run
 from .session import TrainedWeights, trained_weights
@@ -35,7 +35,6 @@ if TYPE_CHECKING:
     from ..settings import TrainSettings
 
 NOISE_KINDS = ("gaussian", "poisson", "speckle", "salt-pepper", "mix")
-NO_VALIDATION = "(no validation)"
 
 
 class CurvePlot(QWidget):
@@ -101,8 +100,8 @@ class TrainSection(QGroupBox):
         #: TrainSettings fields without a control (lr, device, seed, ...), set from code.
         self.extra: dict[str, Any] = {}
 
-        self.sources = LayerList(viewer)
-        self.val_combo = LayerChooser(viewer, none_text=NO_VALIDATION)
+        self.sources = layer_select(viewer)
+        self.val_combo = layer_combo(viewer, optional=True)
         self.mode_combo = QComboBox()
         self.mode_combo.addItems(TRAIN_MODES)
         self.noise_combo = QComboBox()
@@ -122,8 +121,8 @@ class TrainSection(QGroupBox):
         noise_row.addWidget(self.noise_combo, 1)
         noise_row.addWidget(self.level_edit, 1)
         form = QFormLayout()
-        form.addRow("Source layer(s)", self.sources)
-        form.addRow("Validation layer", self.val_combo)
+        form.addRow("Source layer(s)", self.sources.native)
+        form.addRow("Validation layer", self.val_combo.native)
         form.addRow("Mode", self.mode_combo)
         form.addRow("Noise, level", noise_row)
         form.addRow("Steps", self.steps_spin)
@@ -139,8 +138,8 @@ class TrainSection(QGroupBox):
         layout.addWidget(self.plot)
 
         self._inputs = (
-            self.sources,
-            self.val_combo,
+            self.sources.native,
+            self.val_combo.native,
             self.mode_combo,
             self.noise_combo,
             self.level_edit,
@@ -179,10 +178,10 @@ class TrainSection(QGroupBox):
     def set_settings(self, **values: Any) -> None:
         """Set the training controls from keyword values.
 
-        Keywords: ``sources`` (layer names), ``validation`` (a name or None) and any field of
-        :class:`~napari_histo_denoise.settings.TrainSettings`; ``mode``, ``noise`` (a spec such
-        as ``"gaussian:25"``), ``steps``, ``patch_size`` and ``batch_size`` have controls, the
-        others are kept in :attr:`extra`.
+        Keywords: ``sources`` (layers or names), ``validation`` (a layer, a name or None) and
+        any field of :class:`~napari_histo_denoise.settings.TrainSettings`; ``mode``, ``noise``
+        (a spec such as ``"gaussian:25"``), ``steps``, ``patch_size`` and ``batch_size`` have
+        controls, the others are kept in :attr:`extra`.
         """
         import dataclasses
 
@@ -208,10 +207,10 @@ class TrainSection(QGroupBox):
             if key in values:
                 spin.setValue(int(values[key]))
         if "sources" in values:
-            self.sources.set_checked([getattr(x, "name", x) for x in values["sources"]])
+            self.sources.value = [find_image_layer(self.viewer, x) for x in values["sources"]]
         if "validation" in values:
-            name = values["validation"]
-            self.val_combo.setCurrentText(NO_VALIDATION if name is None else str(name))
+            layer = values["validation"]
+            self.val_combo.value = None if layer is None else find_image_layer(self.viewer, layer)
 
     # ------------------------------------------------------------------ running
     @property
@@ -228,21 +227,22 @@ class TrainSection(QGroupBox):
         if self.running:
             show_error("A training run is already in progress.")
             return None
-        names = self.sources.checked_names()
+        layers = self.sources.value
         try:
-            if not names:
+            if not layers:
                 raise ValueError("tick at least one source layer to train on.")
             settings = self.settings()
         except ValueError as exc:
             show_error(f"Cannot train: {exc}")
             return None
-        images = [source_data(self.viewer.layers[name]) for name in names]
-        val_layer = self.val_combo.layer()
+        images = [source_data(layer) for layer in layers]
+        val_layer = self.val_combo.value
         val_images = None if val_layer is None else [source_data(val_layer)]
         model = self.model_combo.currentText()
         self._set_running(True)
         self.plot.clear(settings.steps)
-        self.progress.start(f"Training the {model} model on {', '.join(names)}…")
+        names = ", ".join(layer.name for layer in layers)
+        self.progress.start(f"Training the {model} model on {names}…")
         self.current_run = Run(
             functools.partial(
                 train_job, images, model, settings, val_images=val_images, init_weights=None

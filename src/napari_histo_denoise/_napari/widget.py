@@ -20,6 +20,7 @@ from qtpy.QtWidgets import (
     QComboBox,
     QFormLayout,
     QGroupBox,
+    QLabel,
     QPushButton,
     QSpinBox,
     QVBoxLayout,
@@ -28,7 +29,9 @@ from qtpy.QtWidgets import (
 from superqt import QCollapsible
 
 from ..settings import MODEL_NAMES, PRECISIONS
-from .choosers import LayerChooser, WeightsChooser
+from ..tiling import check_tiling
+from . import preferences
+from .choosers import WeightsChooser, layer_combo
 from .layers import METADATA_KEY, add_result_layer, is_lazy, source_data
 from .progress_row import ProgressRow
 from .runs import FINISHED, Run
@@ -42,6 +45,8 @@ if TYPE_CHECKING:
 PLUGIN = "napari-histo-denoise"
 #: Spin-box value that stands for "pick the batch size from free memory".
 AUTO_BATCH = 0
+#: Look of a field whose value the core would refuse.
+_INVALID_STYLE = "QSpinBox { border: 1px solid #e05252; }"
 
 
 def _spin(low: int, high: int, value: int, step: int = 1, suffix: str = "") -> QSpinBox:
@@ -62,12 +67,16 @@ class HistoDenoiseWidget(QWidget):
         self.current_run: Run | None = None
         self._source: Any = None
 
-        self.layer_combo = LayerChooser(napari_viewer)
+        self.layer_combo = layer_combo(napari_viewer)
         self.model_combo = QComboBox()
         self.model_combo.addItems(MODEL_NAMES)
         self.weights = WeightsChooser(self.model_combo.currentText())
         self.tile_spin = _spin(16, 8192, 256, 16, " px")
         self.overlap_spin = _spin(0, 1024, 32, 8, " px")
+        self.tiling_problem = QLabel()
+        self.tiling_problem.setWordWrap(True)
+        self.tiling_problem.setStyleSheet("color: #e05252;")
+        self.tiling_problem.hide()
         self.batch_spin = _spin(AUTO_BATCH, 4096, AUTO_BATCH)
         self.batch_spin.setSpecialValueText("auto")
         self.device_combo = QComboBox()
@@ -79,11 +88,12 @@ class HistoDenoiseWidget(QWidget):
         self.progress = ProgressRow("tiles")
 
         form = QFormLayout()
-        form.addRow("Image layer", self.layer_combo)
+        form.addRow("Image layer", self.layer_combo.native)
         form.addRow("Model", self.model_combo)
         form.addRow("Weights", self.weights)
         form.addRow("Tile size", self.tile_spin)
         form.addRow("Overlap", self.overlap_spin)
+        form.addRow(self.tiling_problem)
         form.addRow("Batch size", self.batch_spin)
         form.addRow("Device", self.device_combo)
         form.addRow("Precision", self.precision_combo)
@@ -103,7 +113,7 @@ class HistoDenoiseWidget(QWidget):
         layout.addStretch(1)
 
         self._inputs = (
-            self.layer_combo,
+            self.layer_combo.native,
             self.model_combo,
             self.weights,
             self.tile_spin,
@@ -123,7 +133,18 @@ class HistoDenoiseWidget(QWidget):
             self.batch_spin.editingFinished,
         ):
             signal.connect(lambda *_: self._sync_summary())
+        for spin in (self.tile_spin, self.overlap_spin):
+            spin.valueChanged.connect(self._check_tiling)  # at each keystroke
         napari_viewer.layers.events.removed.connect(self._on_layer_removed)
+        self._restore()
+        for signal in (
+            self.model_combo.currentTextChanged,
+            self.weights.combo.currentIndexChanged,
+            self.tile_spin.valueChanged,
+            self.overlap_spin.valueChanged,
+            self.device_combo.currentTextChanged,
+        ):
+            signal.connect(self._remember)
         self._list_devices()
 
     # ------------------------------------------------------------------ settings
@@ -187,7 +208,7 @@ class HistoDenoiseWidget(QWidget):
         """Choose the layer to denoise (an Image layer or its name)."""
         from .layers import find_image_layer
 
-        self.layer_combo.setCurrentText(find_image_layer(self.viewer, layer_or_name).name)
+        self.layer_combo.value = find_image_layer(self.viewer, layer_or_name)
 
     # ------------------------------------------------------------------ running
     @property
@@ -212,7 +233,7 @@ class HistoDenoiseWidget(QWidget):
         if self.running:
             show_error("A denoise run is already in progress.")
             return None
-        source = self.layer_combo.layer()
+        source = self.layer_combo.value
         try:
             if source is None:
                 raise ValueError("Add or open an image layer first: there is nothing to denoise.")
@@ -295,6 +316,46 @@ class HistoDenoiseWidget(QWidget):
                 None if batch == AUTO_BATCH else batch,
             )
 
+    def _check_tiling(self) -> bool:
+        """Show under the fields what the core would say of this tile and overlap."""
+        tile, overlap = self.tile_spin.value(), self.overlap_spin.value()
+        tile_problem = _tiling_problem(tile, 0)
+        problem = tile_problem or _tiling_problem(tile, overlap)
+        for spin, wrong in (
+            (self.tile_spin, bool(tile_problem)),
+            (self.overlap_spin, bool(problem) and not tile_problem),  # too large for the tile
+        ):
+            spin.setStyleSheet(_INVALID_STYLE if wrong else "")
+            spin.setToolTip(problem if wrong else "")
+        self.tiling_problem.setText(problem)
+        self.tiling_problem.setVisible(bool(problem))
+        return not problem
+
+    def _restore(self) -> None:
+        """Set the controls to the values remembered from the last session."""
+        values = preferences.remembered()
+        if values.get("model") in MODEL_NAMES:
+            self.model_combo.setCurrentText(values["model"])
+        if "weights" in values:
+            self.weights.set_path(values["weights"])
+        for key, spin in (("tile_size", self.tile_spin), ("overlap", self.overlap_spin)):
+            if key in values:
+                spin.setValue(values[key])
+        # Chosen once the device list shows it works on this machine (see _add_devices).
+        self._wanted_device = values.get("device")
+
+    def _remember(self) -> None:
+        self._wanted_device = None  # a device chosen now overrides the remembered one
+        weights = self.weights.path()
+        values = {
+            "model": self.model_combo.currentText(),
+            "weights": None if weights is None else str(weights),
+            "device": self.device_combo.currentText(),
+        }
+        if self._check_tiling():
+            values.update(tile_size=self.tile_spin.value(), overlap=self.overlap_spin.value())
+        preferences.remember(**values)
+
     def _list_devices(self) -> None:
         """Fill the device list off the main thread (it imports torch and probes devices)."""
         from napari.qt.threading import create_worker
@@ -307,9 +368,12 @@ class HistoDenoiseWidget(QWidget):
 
     def _add_devices(self, names: Any) -> None:
         self._listing_devices = False
-        for name in names if isinstance(names, list) else []:
+        names = names if isinstance(names, list) else []
+        for name in names:
             if self.device_combo.findText(name) < 0:
                 self.device_combo.addItem(name)
+        if self._wanted_device in names:
+            self.device_combo.setCurrentText(self._wanted_device)
 
 
 def _choose(combo: QComboBox, value: str, what: str) -> None:
@@ -318,6 +382,15 @@ def _choose(combo: QComboBox, value: str, what: str) -> None:
         options = [combo.itemText(i) for i in range(combo.count())]
         raise ValueError(f"unknown {what} {value!r}; valid values are {options}")
     combo.setCurrentIndex(index)
+
+
+def _tiling_problem(tile: int, overlap: int) -> str:
+    """The core's objection to this tile and overlap, or an empty string."""
+    try:
+        check_tiling(tile, overlap)
+    except ValueError as exc:
+        return str(exc)
+    return ""
 
 
 def _working_devices() -> list[str]:

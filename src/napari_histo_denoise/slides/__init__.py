@@ -22,7 +22,7 @@ from typing import Any
 
 from ..events import Progress, drain
 from .ome_tiff import write_ome_tiff
-from .ome_zarr import write_ome_zarr
+from .ome_zarr import omero_window, write_ome_zarr
 from .pyramid import BLOCK_SIZE, MIN_LEVEL_SIDE, as_levels, downsample2, pyramid_depth
 from .tissue import tissue_mask
 
@@ -33,6 +33,7 @@ __all__ = [
     "denoise_slide",
     "downsample2",
     "iter_denoise_slide",
+    "omero_window",
     "pyramid_depth",
     "tissue_mask",
     "write_ome_tiff",

@@ -74,8 +74,11 @@ def _open_level(group: Any, index: int) -> da.Array:
     return da.moveaxis(level, 0, -1) if level.ndim == 3 else level
 
 
-def _window(dtype: np.dtype) -> dict[str, float]:
-    """The display window of a dtype's full range (0-1 for floats)."""
+_RGBA_COLOURS = ("FF0000", "00FF00", "0000FF", "FFFFFF")
+
+
+def omero_window(dtype: np.dtype) -> dict[str, float]:
+    """The OME ``omero`` display window of a dtype's full range (0-1 for floats)."""
     dtype = np.dtype(dtype)
     end = float(np.iinfo(dtype).max) if dtype.kind in "ui" else 1.0
     return {"min": 0.0, "max": end, "start": 0.0, "end": end}
@@ -91,10 +94,11 @@ def write_multiscales(
     window: tuple[float, float] | None = None,
     translate: tuple[float, float] | None = None,
 ) -> None:
-    """Write the NGFF ``multiscales`` (and, for RGB(A), ``omero``) metadata of a pyramid.
+    """Write the NGFF ``multiscales`` and ``omero`` metadata of a pyramid.
 
-    ``window`` is the display range (default: the dtype's full range); ``translate`` the
-    position of level 0's first pixel in the same units as the scale.
+    ``omero`` names RGB(A) channels red, green, blue (and alpha) and others white;
+    ``window`` is their display range (default: the dtype's full range). ``translate`` is
+    the position of level 0's first pixel, in the same units as the scale.
     """
     unit = mpp or 1.0
     spatial_offset = [0.0, 0.0] if translate is None else [float(t) for t in translate]
@@ -122,20 +126,22 @@ def write_multiscales(
             }
         ]
     }
-    if len(shapes[0]) == 3 and shapes[0][2] in (3, 4):
-        shown = _window(dtype)
-        if window is not None:
-            shown.update(start=float(window[0]), end=float(window[1]))
-        colors = ("FF0000", "00FF00", "0000FF", "FFFFFF")
-        labels = ("red", "green", "blue", "alpha")
-        attrs["omero"] = {
-            "name": name,
-            "rdefs": {"model": "color"},
-            "channels": [
-                {"label": label, "color": color, "active": True, "window": dict(shown)}
-                for label, color in zip(labels, colors, strict=True)
-            ][: shapes[0][2]],
-        }
+    shown = omero_window(dtype)
+    if window is not None:
+        shown.update(start=float(window[0]), end=float(window[1]))
+    channels = shapes[0][2] if len(shapes[0]) == 3 else 1
+    if channels in (3, 4):
+        named = list(zip(("red", "green", "blue", "alpha"), _RGBA_COLOURS, strict=True))
+    else:
+        named = [(f"channel {c}", "FFFFFF") for c in range(channels)]
+    attrs["omero"] = {
+        "name": name,
+        "rdefs": {"model": "color" if channels in (3, 4) else "greyscale"},
+        "channels": [
+            {"label": label, "color": color, "active": True, "window": dict(shown)}
+            for label, color in named[:channels]
+        ],
+    }
     group.attrs.update(attrs)
 
 
