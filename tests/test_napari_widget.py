@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -12,6 +13,7 @@ import pytest
 import torch
 from napari.utils.notifications import notification_manager
 from skimage.data import immunohistochemistry
+from skimage.io import imread
 
 from napari_histo_denoise.checkpoint import file_sha256, load_model, save_weights
 from napari_histo_denoise.engine import denoise
@@ -277,17 +279,61 @@ def test_train_section_trains_selects_and_saves_weights(setup, tmp_path, qtbot):
     result = run.result
     assert len(result.history["loss"]) == 3
     assert "loss" in train.progress.status.text() or "Trained" in train.progress.status.text()
-    assert train.plot.loss and train.plot.psnr  # the live plot got loss and validation PSNR
+    plot = train.plot.history  # the live plot got every step and every validation
+    assert plot["loss"] == result.history["loss"] and plot["val"] == result.history["val"][1:]
     assert widget.weights.path() == train.last_trained.path  # selected for Denoise at once
     saved = train.save_weights(tmp_path / "mine")
     model, meta = load_model(saved)
     assert saved.suffix == ".safetensors" and meta["architecture"] == "basic"
+    report = json.loads((tmp_path / "mine.json").read_text())  # report and curves go along
+    assert report["history"]["loss"] == result.history["loss"]
+    assert imread(tmp_path / "mine.curves.png").shape[1] == 900
     for name, tensor in result.model.state_dict().items():
         torch.testing.assert_close(model.state_dict()[name], tensor.cpu())
     run = widget.run()  # denoise with the weights just trained
     qtbot.waitUntil(lambda: run.done, timeout=60_000)
     assert run.status == "finished", run.message
     assert run.result.metadata["histo_denoise"]["weights"] == str(train.last_trained.path)
+
+
+def test_training_plot_has_axes_values_and_legend_in_the_viewer_theme(setup, qtbot):
+    """A short run's live plot; with ``HISTO_DENOISE_DOCS_IMAGES`` it goes to docs/images."""
+    import os
+    from pathlib import Path
+
+    from skimage.io import imsave
+
+    from napari_histo_denoise._napari.curve_plot import napari_theme
+
+    viewer, widget = setup
+    widget.train_box.expand(animate=False)
+    train = widget.train
+    train.set_settings(
+        sources=["ihc"], validation="ihc", steps=12, patch_size=32, batch_size=2,
+        val_every=3, val_crop=32, val_crops=1, lr=3e-3, device="cpu",
+    )  # fmt: skip
+    run = train.run()
+    qtbot.waitUntil(lambda: run.done, timeout=120_000)
+    assert run.status == "finished", run.message
+    train.plot.resize(420, 260)
+    assert [v["step"] for v in train.plot.history["val"]] == [0, 3, 6, 9, 12]
+    assert train.plot.metadata["val_noisy_psnr"] == run.result.metadata["val_noisy_psnr"]
+
+    dark = train.plot.image()
+    assert dark.shape == (260, 420, 3)
+    assert tuple(dark[0, 0]) == napari_theme(viewer).background
+    viewer.theme = "light"  # the plot follows the viewer's theme
+    assert train.plot.theme == napari_theme(viewer)
+    light = train.plot.image()
+    assert tuple(light[0, 0]) == napari_theme(viewer).background != tuple(dark[0, 0])
+    # Drawn: axes, tick values and legend text in the theme's text colour.
+    text = np.array(napari_theme(viewer).text)
+    assert (np.abs(light.astype(int) - text).sum(-1) < 60).sum() > 500
+
+    folder = Path(__file__).parents[1] / "docs" / "images"
+    if os.environ.get("HISTO_DENOISE_DOCS_IMAGES"):
+        viewer.theme = "dark"
+        imsave(folder / "train_plot.png", train.plot.image(), check_contrast=False)
 
 
 def test_train_cancel_keeps_no_weights(setup, qtbot):
