@@ -199,7 +199,7 @@ def image_grid(
 
 
 def write_image(path: str | Path, image: np.ndarray, *, quality: int = 90) -> Path:
-    """Write a picture as PNG or JPEG (by the suffix; JPEG without chroma subsampling).
+    """Write a picture as PNG or JPEG (by the suffix; JPEG at ``quality``).
 
     Raises
     ------
@@ -212,7 +212,7 @@ def write_image(path: str | Path, image: np.ndarray, *, quality: int = 90) -> Pa
     if suffix == ".png":
         picture.save(path, optimize=True)
     elif suffix in (".jpg", ".jpeg"):
-        picture.save(path, quality=quality, subsampling=0, optimize=True)
+        picture.save(path, quality=quality, optimize=True)
     else:
         raise ValueError(f"{path.name}: write pictures as .png, .jpg or .jpeg")
     return path
