@@ -81,7 +81,7 @@ def test_denoise_adds_a_layer_equal_to_the_core_result(setup, ihc, weights, qtbo
     assert not widget.model_combo.isEnabled() and not widget.denoise_button.isEnabled()
     qtbot.waitUntil(lambda: run.done, timeout=60_000)
     assert run.status == "finished", run.message
-    layer = viewer.layers["ihc [denoised: basic]"]
+    layer = viewer.layers["ihc [denoised: basic, basic.safetensors]"]
     assert run.result.name == layer.name  # the widget holds napari's public proxy
     expected = denoise(ihc, "basic", weights, tile_size=TILE, overlap=OVERLAP, device="cpu")
     np.testing.assert_array_equal(layer.data, np.asarray(expected))
@@ -263,6 +263,38 @@ def test_viewer_stays_responsive_during_a_cpu_run(setup, qtbot):
     delays = np.diff(ticks) - 0.010
     assert len(delays) > 20
     assert np.percentile(delays, 99) < 0.100
+
+
+def test_residual_of_a_streamed_pyramid_is_lazy_and_exact(setup, ihc, qtbot):
+    viewer, widget = setup
+    viewer.add_image(da.from_array(ihc, chunks=(32, 32, 3)), name="lazy", rgb=True)
+    widget.set_layer("lazy")
+    widget.residual_check.setChecked(True)
+    run = widget.run()
+    qtbot.waitUntil(lambda: run.done, timeout=60_000)
+    assert run.status == "finished", run.message
+    residual = viewer.layers["lazy [residual: basic, basic.safetensors]"]
+    assert residual.multiscale and len(residual.data) == len(run.result.data)
+    assert all(isinstance(level, da.Array) for level in residual.data)
+    assert [lv.shape for lv in residual.data] == [lv.shape for lv in run.result.data]
+    expected = ihc.astype(np.int16) - np.asarray(run.result.data[0])
+    np.testing.assert_array_equal(np.asarray(residual.data[0]), expected)
+    np.testing.assert_allclose(residual.scale, viewer.layers["lazy"].scale)
+
+
+def test_residual_levels_are_subsampled_residual_pixels():
+    from napari_histo_denoise._napari.residual import residual, residual_levels, signed_dtype
+
+    source = np.arange(8 * 8 * 3, dtype=np.uint16).reshape(8, 8, 3) * 500
+    result = source[::-1].copy()
+    pyramid = [da.from_array(result), da.from_array(result[::2, ::2]), result[::4, ::4]]
+    levels = residual_levels(source, pyramid)
+    full = source.astype(np.int32) - result
+    assert [lv.shape for lv in levels] == [(8, 8, 3), (4, 4, 3), (2, 2, 3)]
+    for level, step in zip(levels, (1, 2, 4), strict=True):
+        np.testing.assert_array_equal(np.asarray(level), full[::step, ::step])
+    assert isinstance(residual(source, result), np.ndarray)  # in memory stays in memory
+    assert signed_dtype(np.float64) == np.float32 and signed_dtype(np.uint8) == np.int16
 
 
 def test_train_section_trains_selects_and_saves_weights(setup, tmp_path, qtbot):
