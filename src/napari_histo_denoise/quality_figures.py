@@ -57,9 +57,9 @@ def mosaic(report: EvaluationReport, crop: str) -> np.ndarray:
 def psnr_chart(report: EvaluationReport) -> np.ndarray:
     """PSNR (dB) against sigma: a panel per source (and the mean when there are several)."""
     means = report.per_source()
-    sources = list(dict.fromkeys(m["source"] for m in means))
-    if len(sources) == 2:  # one source: its mean is the same line again
-        sources.remove(ALL_SOURCES)
+    sources = list(dict.fromkeys(r.source for r in report.rows))
+    if len(sources) > 1:  # of one source, the mean is the same line again
+        sources.append(ALL_SOURCES)
     panels = []
     for source in sources:
         series = []

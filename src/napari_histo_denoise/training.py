@@ -281,6 +281,7 @@ def iter_train(
         return _snapshot(settings, run, loop, budget, record, done, owed, patch_state, step_rng)
 
     batches = _prefetched(sampler, loop.batch_size, patch_rng, settings.steps - done)
+    last = False
     try:
         with contextlib.closing(batches):
             if owed:
@@ -324,7 +325,7 @@ def iter_train(
                 if last:
                     break
     except (Cancelled, GeneratorExit):
-        if state is not None and done > 0:
+        if state is not None and done > 0 and not last:
             write_state(state, snapshot())
         raise
 

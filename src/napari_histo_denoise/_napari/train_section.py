@@ -107,7 +107,7 @@ class TrainSection(QGroupBox):
         self.train_button.clicked.connect(self.run)
         self.progress.cancel_button.clicked.connect(self.cancel)
         self.save_button.clicked.connect(self._ask_save)
-        viewer.events.theme.connect(lambda *_: self.plot.set_theme(napari_theme(viewer)))
+        viewer.events.theme.connect(self._follow_theme)
 
     # ------------------------------------------------------------------ settings
     def noise_spec(self) -> str:
@@ -256,6 +256,9 @@ class TrainSection(QGroupBox):
             best = [v for v in run.result.history.get("val", []) if v.get("psnr") is not None]
             psnr = f", best val PSNR {max(v['psnr'] for v in best):.2f} dB" if best else ""
             self.progress.reset(f"Trained: {self.last_trained.label}{psnr}. Selected for Denoise.")
+
+    def _follow_theme(self, event: Any = None) -> None:
+        self.plot.set_theme(napari_theme(self.viewer))
 
     def _set_running(self, running: bool) -> None:
         for widget in self._inputs:
