@@ -148,11 +148,13 @@ def run(args: argparse.Namespace) -> int:
     if not args.output.parent.is_dir():
         raise FileNotFoundError(f"folder {args.output.parent} does not exist")
     resuming_here = args.resume is not None and args.resume.resolve() == state.resolve()
-    if state.exists() and not resuming_here and not args.overwrite:
-        raise ValueError(
-            f"{state} holds an interrupted run: go on with --resume {state}, or pass "
-            "--overwrite to start afresh"
-        )
+    if state.exists() and not resuming_here:
+        if not args.overwrite:
+            raise ValueError(
+                f"{state} holds an interrupted run: go on with --resume {state}, or pass "
+                "--overwrite to start afresh"
+            )
+        state.unlink()
     info = read_info(args.resume) if args.resume is not None else {}
     options = settings_from_args(args, info.get("settings"))
     model = args.model or info.get("architecture", "basic")
@@ -161,6 +163,7 @@ def run(args: argparse.Namespace) -> int:
     from ..events import drain
     from ..training import iter_train
 
+    stop = threading.Event()
     events = iter_train(
         args.images,
         model,
@@ -168,7 +171,7 @@ def run(args: argparse.Namespace) -> int:
         init_weights=args.init_weights,
         resume=args.resume,
         state=state,
-        cancel=(stop := threading.Event()),
+        cancel=stop,
         **options,
     )
     bar = _ProgressLine(sys.stderr)
