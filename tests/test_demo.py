@@ -18,6 +18,7 @@ def test_demo_writes_the_images_and_prints_psnr(tmp_path, capsys):
         assert io.imread(out / f"{name}.png").shape == (64, 64, 3)
     assert io.imread(out / "before_after.png").shape == (64, 192, 3)
     assert (out / "demo_basic.safetensors").stat().st_size > 100_000_000
+    assert (out / "demo_basic.json").exists() and (out / "demo_basic.curves.png").exists()
 
 
 def test_demo_refuses_a_crop_larger_than_the_held_out_half(capsys):

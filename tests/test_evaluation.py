@@ -170,3 +170,40 @@ def test_cli_writes_the_report(folder, tmp_path, capsys):
     assert len(json.loads(js.read_text())["rows"]) == 2
     assert main([*argv, "--crop", "33"]) == 2
     assert "multiple of 16" in capsys.readouterr().err
+
+
+def test_kept_images_are_the_scored_outputs_and_make_a_mosaic(ihc, folder):
+    from napari_histo_denoise.metrics import psnr
+    from napari_histo_denoise.quality_figures import mosaic, psnr_chart
+
+    report = evaluate(
+        Smooth(), [ihc, folder], sigmas=(15, 50), baselines=["tv"], crop=64,
+        crops_per_image=2, keep_images=True, label="smooth",
+    )  # fmt: skip
+    assert list(report.images) == ["images[0]#0", "ihc_region.png#0"]  # first crop per source
+    kept = report.images["images[0]#0"]
+    assert set(kept.outputs) == {(s, m) for s in (15.0, 50.0) for m in report.methods}
+    for row in _row(report, "smooth", "images[0]#0"):  # uint8 copies of what was scored
+        clean, out = kept.clean / 255, kept.outputs[(row.sigma, "smooth")] / 255
+        assert psnr(clean, out) == pytest.approx(row.psnr, abs=0.05)
+
+    picture = mosaic(report, "images[0]#0")
+    corners = np.argwhere((picture == kept.clean[0, 0]).all(-1))
+    assert any(np.array_equal(picture[y : y + 64, x : x + 64], kept.clean) for y, x in corners)
+    assert picture.shape[1] > 4 * 64 and picture.shape[0] > 2 * 64  # clean + 3 methods, 2 sigmas
+    assert psnr_chart(report).shape == (600, 1120, 3)  # two sources and their mean
+    assert evaluate(Smooth(), ihc, sigmas=25, baselines=False, crop=32).images == {}
+
+
+def test_cli_figures_beside_the_report(folder, tmp_path, capsys):
+    out = tmp_path / "quality.md"
+    argv = ["evaluate", "--images", str(folder), "--sigmas", "15", "25", "50", "--crop", "64"]
+    assert main([*argv, "--baselines", "tv", "nlm", "-o", str(out), "--figures"]) == 0
+    chart, mosaic = tmp_path / "quality_psnr.png", tmp_path / "quality_ihc_region.jpg"
+    assert f"wrote {out}, {chart}, {mosaic}" in capsys.readouterr().out
+    text = out.read_text()
+    assert "](quality_psnr.png)" in text and "](quality_ihc_region.jpg)" in text
+    assert io.imread(chart).shape == (300, 560, 3)
+    assert 3 * 64 < io.imread(mosaic).shape[0] and mosaic.stat().st_size < 1_000_000
+    assert main([*argv, "--figures"]) == 2
+    assert "give -o/--output" in capsys.readouterr().err

@@ -36,11 +36,28 @@ def viewer(make_napari_viewer, qtbot):
 
 def test_denoise_layer_blocks_and_returns_the_new_layer(viewer, weights):
     layer = hd.denoise_layer(viewer, "ihc", weights=weights, tile_size=32, overlap=8, device="cpu")
-    assert layer.name == "ihc [denoised: basic]" and layer.name in viewer.layers
+    # The name says which weights made it.
+    assert layer.name == "ihc [denoised: basic, basic.safetensors]" and layer.name in viewer.layers
     source = viewer.layers["ihc"].data
     expected = denoise(source, "basic", weights, tile_size=32, overlap=8, device="cpu")
     np.testing.assert_array_equal(layer.data, np.asarray(expected))
     assert layer.metadata["histo_denoise"]["tile_size"] == 32
+    assert layer.metadata["histo_denoise"]["weights_label"] == "basic.safetensors"
+
+
+def test_denoise_layer_with_the_residual_under_the_result(viewer, weights):
+    options = dict(weights=weights, tile_size=32, overlap=8, device="cpu")
+    layer = hd.denoise_layer(viewer, "ihc", residual=True, **options)
+    names = [x.name for x in viewer.layers]
+    residual = viewer.layers["ihc [residual: basic, basic.safetensors]"]
+    assert names == ["ihc", residual.name, layer.name]  # the result stays on top
+    source = viewer.layers["ihc"].data
+    assert residual.data.dtype == np.int16 and residual.rgb
+    np.testing.assert_array_equal(residual.data, source.astype(np.int16) - layer.data)
+    assert tuple(residual.contrast_limits) == (-63.75, 63.75)  # zero at mid-grey
+    assert residual.metadata["histo_denoise"]["weights_sha256"]
+    hd.denoise_layer(viewer, "ihc", **options)  # the option is per call
+    assert len(viewer.layers) == 4
 
 
 def test_denoise_layer_rejects_bad_input_before_running(viewer, weights):
@@ -66,7 +83,7 @@ def test_the_dock_widget_way(viewer, weights):
     widget.set_layer("ihc")
     widget.set_settings(weights=weights, tile_size=64, overlap=16, device="cpu")
     layer = widget.run().wait(timeout=60)
-    assert layer.name == "ihc [denoised: basic]"
+    assert layer.name == "ihc [denoised: basic, basic.safetensors]"
 
 
 def test_train_layer_returns_the_result_and_selects_the_weights(viewer):

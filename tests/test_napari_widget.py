@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -12,6 +13,7 @@ import pytest
 import torch
 from napari.utils.notifications import notification_manager
 from skimage.data import immunohistochemistry
+from skimage.io import imread
 
 from napari_histo_denoise.checkpoint import file_sha256, load_model, save_weights
 from napari_histo_denoise.engine import denoise
@@ -79,7 +81,7 @@ def test_denoise_adds_a_layer_equal_to_the_core_result(setup, ihc, weights, qtbo
     assert not widget.model_combo.isEnabled() and not widget.denoise_button.isEnabled()
     qtbot.waitUntil(lambda: run.done, timeout=60_000)
     assert run.status == "finished", run.message
-    layer = viewer.layers["ihc [denoised: basic]"]
+    layer = viewer.layers["ihc [denoised: basic, basic.safetensors]"]
     assert run.result.name == layer.name  # the widget holds napari's public proxy
     expected = denoise(ihc, "basic", weights, tile_size=TILE, overlap=OVERLAP, device="cpu")
     np.testing.assert_array_equal(layer.data, np.asarray(expected))
@@ -348,9 +350,8 @@ def test_lazy_rgba_and_grayscale_layers_stream_with_their_progress_in_tiles(
         assert layer.multiscale and all(isinstance(level, da.Array) for level in layer.data)
         expected = denoise(image, "basic", weights, **options)
         np.testing.assert_array_equal(np.asarray(layer.data[0]), np.asarray(expected))
-    np.testing.assert_array_equal(
-        np.asarray(viewer.layers["rgba [denoised: basic]"].data[0])[..., 3], rgba[..., 3]
-    )
+        if image.ndim == 3:  # alpha passes through untouched
+            np.testing.assert_array_equal(np.asarray(layer.data[0])[..., 3], rgba[..., 3])
 
 
 def test_viewer_stays_responsive_during_a_cpu_run(setup, qtbot):
@@ -375,6 +376,38 @@ def test_viewer_stays_responsive_during_a_cpu_run(setup, qtbot):
     assert np.percentile(delays, 99) < 0.100
 
 
+def test_residual_of_a_streamed_pyramid_is_lazy_and_exact(setup, ihc, qtbot):
+    viewer, widget = setup
+    viewer.add_image(da.from_array(ihc, chunks=(32, 32, 3)), name="lazy", rgb=True)
+    widget.set_layer("lazy")
+    widget.residual_check.setChecked(True)
+    run = widget.run()
+    qtbot.waitUntil(lambda: run.done, timeout=60_000)
+    assert run.status == "finished", run.message
+    residual = viewer.layers["lazy [residual: basic, basic.safetensors]"]
+    assert residual.multiscale and len(residual.data) == len(run.result.data)
+    assert all(isinstance(level, da.Array) for level in residual.data)
+    assert [lv.shape for lv in residual.data] == [lv.shape for lv in run.result.data]
+    expected = ihc.astype(np.int16) - np.asarray(run.result.data[0])
+    np.testing.assert_array_equal(np.asarray(residual.data[0]), expected)
+    np.testing.assert_allclose(residual.scale, viewer.layers["lazy"].scale)
+
+
+def test_residual_levels_are_subsampled_residual_pixels():
+    from napari_histo_denoise._napari.residual import residual, residual_levels, signed_dtype
+
+    source = np.arange(8 * 8 * 3, dtype=np.uint16).reshape(8, 8, 3) * 500
+    result = source[::-1].copy()
+    pyramid = [da.from_array(result), da.from_array(result[::2, ::2]), result[::4, ::4]]
+    levels = residual_levels(source, pyramid)
+    full = source.astype(np.int32) - result
+    assert [lv.shape for lv in levels] == [(8, 8, 3), (4, 4, 3), (2, 2, 3)]
+    for level, step in zip(levels, (1, 2, 4), strict=True):
+        np.testing.assert_array_equal(np.asarray(level), full[::step, ::step])
+    assert isinstance(residual(source, result), np.ndarray)  # in memory stays in memory
+    assert signed_dtype(np.float64) == np.float32 and signed_dtype(np.uint8) == np.int16
+
+
 def test_train_section_trains_selects_and_saves_weights(setup, tmp_path, qtbot):
     viewer, widget = setup
     viewer.add_image(immunohistochemistry()[:128, :128], name="clean", rgb=True)
@@ -389,17 +422,61 @@ def test_train_section_trains_selects_and_saves_weights(setup, tmp_path, qtbot):
     result = run.result
     assert len(result.history["loss"]) == 3
     assert "loss" in train.progress.status.text() or "Trained" in train.progress.status.text()
-    assert train.plot.loss and train.plot.psnr  # the live plot got loss and validation PSNR
+    plot = train.plot.history  # the live plot got every step and every validation
+    assert plot["loss"] == result.history["loss"] and plot["val"] == result.history["val"][1:]
     assert widget.weights.path() == train.last_trained.path  # selected for Denoise at once
     saved = train.save_weights(tmp_path / "mine")
     model, meta = load_model(saved)
     assert saved.suffix == ".safetensors" and meta["architecture"] == "basic"
+    report = json.loads((tmp_path / "mine.json").read_text())  # report and curves go along
+    assert report["history"]["loss"] == result.history["loss"]
+    assert imread(tmp_path / "mine.curves.png").shape[1] == 900
     for name, tensor in result.model.state_dict().items():
         torch.testing.assert_close(model.state_dict()[name], tensor.cpu())
     run = widget.run()  # denoise with the weights just trained
     qtbot.waitUntil(lambda: run.done, timeout=60_000)
     assert run.status == "finished", run.message
     assert run.result.metadata["histo_denoise"]["weights"] == str(train.last_trained.path)
+
+
+def test_training_plot_has_axes_values_and_legend_in_the_viewer_theme(setup, qtbot):
+    """A short run's live plot; with ``HISTO_DENOISE_DOCS_IMAGES`` it goes to docs/images."""
+    import os
+    from pathlib import Path
+
+    from skimage.io import imsave
+
+    from napari_histo_denoise._napari.curve_plot import napari_theme
+
+    viewer, widget = setup
+    widget.train_box.expand(animate=False)
+    train = widget.train
+    train.set_settings(
+        sources=["ihc"], validation="ihc", steps=12, patch_size=32, batch_size=2,
+        val_every=3, val_crop=32, val_crops=1, lr=3e-3, device="cpu",
+    )  # fmt: skip
+    run = train.run()
+    qtbot.waitUntil(lambda: run.done, timeout=120_000)
+    assert run.status == "finished", run.message
+    train.plot.resize(420, 260)
+    assert [v["step"] for v in train.plot.history["val"]] == [0, 3, 6, 9, 12]
+    assert train.plot.metadata["val_noisy_psnr"] == run.result.metadata["val_noisy_psnr"]
+
+    dark = train.plot.image()
+    assert dark.shape == (260, 420, 3)
+    assert tuple(dark[0, 0]) == napari_theme(viewer).background
+    viewer.theme = "light"  # the plot follows the viewer's theme
+    assert train.plot.theme == napari_theme(viewer)
+    light = train.plot.image()
+    assert tuple(light[0, 0]) == napari_theme(viewer).background != tuple(dark[0, 0])
+    # Drawn: axes, tick values and legend text in the theme's text colour.
+    text = np.array(napari_theme(viewer).text)
+    assert (np.abs(light.astype(int) - text).sum(-1) < 60).sum() > 500
+
+    folder = Path(__file__).parents[1] / "docs" / "images"
+    if os.environ.get("HISTO_DENOISE_DOCS_IMAGES"):
+        viewer.theme = "dark"
+        imsave(folder / "train_plot.png", train.plot.image(), check_contrast=False)
 
 
 def test_train_cancel_keeps_no_weights(setup, qtbot):

@@ -1,9 +1,11 @@
 """Training: the basic model learns, and the loop's mechanics (cancel, progress, resume, best
-weights, self-supervised mode, argument checks, CLI) on a tiny module or very short runs."""
+weights, self-supervised mode, argument checks, CLI, the files beside the weights) on a tiny
+module or very short runs."""
 
 from __future__ import annotations
 
 import json
+import signal
 import threading
 
 import dask.array as da
@@ -18,7 +20,7 @@ from napari_histo_denoise.checkpoint import load_model, save_weights
 from napari_histo_denoise.cli import main
 from napari_histo_denoise.events import drain
 from napari_histo_denoise.metrics import psnr
-from napari_histo_denoise.models import DeepHistoAutoencoder
+from napari_histo_denoise.models import DeepHistoAutoencoder, build_model
 from napari_histo_denoise.noise import parse_noise
 from napari_histo_denoise.patches import PatchSampler, augment, tissue_fraction
 from napari_histo_denoise.selfsupervised import (
@@ -27,6 +29,7 @@ from napari_histo_denoise.selfsupervised import (
     subsample,
 )
 from napari_histo_denoise.settings import TrainSettings
+from napari_histo_denoise.train_state import read_info
 from napari_histo_denoise.training import load_images
 
 IHC = data.immunohistochemistry()  # 512 x 512 x 3 uint8, real IHC tissue
@@ -61,6 +64,21 @@ class SmallResidual(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (x + self.conv2(nn.functional.leaky_relu(self.conv1(x), 0.2))).clamp(0, 1)
+
+
+class DropoutNet(nn.Module):
+    """Convolutions with batch norm and dropout: a module whose training draws from torch's RNG."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 8, 3, padding=1)
+        self.norm = nn.BatchNorm2d(8)
+        self.drop = nn.Dropout2d(0.25)
+        self.conv2 = nn.Conv2d(8, 3, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        hidden = self.drop(torch.relu(self.norm(self.conv1(x))))
+        return (x + self.conv2(hidden)).clamp(0, 1)
 
 
 def _denoise(model: nn.Module, noisy: np.ndarray) -> np.ndarray:
@@ -142,6 +160,109 @@ def test_resume_from_a_weights_file(tmp_path):
         if key.endswith("weight"):  # lr 1e-9: one step leaves the loaded weights in place
             torch.testing.assert_close(resumed.model.state_dict()[key], value)
     assert resumed.metadata["init_weights"] == str(path)
+
+
+# Every kind of randomness of a run: noise levels, clean patches, stain jitter, dropout.
+RESUMABLE = dict(
+    steps=8, lr=1e-2, val_images=HELD_OUT, val_every=3, ema=0.9, noise="gaussian:15-50",
+    clean_fraction=0.25, stain_jitter=0.05, seed=3, **FAST,
+)  # fmt: skip
+
+
+def _calls_until(count: int):
+    """A cancel callable that says stop at its ``count``-th call."""
+    calls = iter(range(1, 1_000_000))
+    return lambda: next(calls) >= count
+
+
+@pytest.mark.parametrize(
+    ("cancel", "message", "stopped_at", "owed"),
+    [
+        # Cancel checks: 2 validation crops at step 0, steps 1-3, 2 crops, steps 4-6, 2 crops.
+        (_calls_until(10), "after 5 of 8 steps", 5, False),  # before step 6
+        (_calls_until(11), "during validation", 6, True),  # validating after step 6
+    ],
+    ids=["between steps", "during validation"],
+)
+def test_a_resumed_run_matches_an_uninterrupted_one(tmp_path, cancel, message, stopped_at, owed):
+    torch.manual_seed(0)
+    net = DropoutNet()
+    torch.manual_seed(1)  # dropout draws from torch's RNG: the same start for both runs
+    whole = train(TRAIN, net, **RESUMABLE)
+
+    state = tmp_path / "run.state.safetensors"
+    torch.manual_seed(1)
+    with pytest.raises(Cancelled, match=message):
+        train(TRAIN, net, cancel=cancel, state=state, **RESUMABLE)
+    info = read_info(state)
+    assert (info["step"], info["validation_owed"]) == (stopped_at, owed)
+    torch.manual_seed(99)  # the state brings its own torch RNG state
+    resumed = train(TRAIN, net, resume=state, state=state, **RESUMABLE)
+
+    assert resumed.history == whole.history  # loss, lr and validation of every step
+    for key, value in whole.model.state_dict().items():
+        assert torch.equal(resumed.model.state_dict()[key], value), key
+    for key in ("best_step", "best_val_psnr", "steps", "init_weights", "train_images"):
+        assert resumed.metadata[key] == whole.metadata[key]
+    assert resumed.metadata["resumed_from"] == str(state)
+    assert not state.exists()  # a finished run leaves no state behind
+
+
+def test_closing_the_generator_keeps_the_state(tmp_path):
+    state = tmp_path / "run.state.safetensors"
+    events = iter_train(TRAIN, Conv3(), steps=10, val_every=5, state=state, **FAST)
+    for _ in range(3):
+        next(events)
+    assert not state.exists()  # the first checkpoint is at step 5
+    events.close()
+    assert read_info(state)["step"] == 3
+
+
+def test_a_state_is_written_at_every_validation_point(tmp_path):
+    state = tmp_path / "run.state.safetensors"
+    seen = []
+    train(
+        TRAIN, Conv3(), steps=6, val_every=2, state=state, **FAST,
+        progress=lambda e: seen.append(read_info(state)["step"] if state.exists() else None),
+    )  # fmt: skip
+    assert seen == [None, 2, 2, 4, 4, 4]
+    assert not state.exists()  # deleted once the run is complete
+
+
+def test_resume_refuses_another_run(tmp_path):
+    state = tmp_path / "run.state.safetensors"
+    flag = threading.Event()
+    options = dict(steps=6, state=state, cancel=flag, **FAST)
+    with pytest.raises(Cancelled):
+        train(TRAIN, Conv3(), progress=lambda e: e.step == 2 and flag.set(), **options)
+    with pytest.raises(ValueError, match=r"other settings: steps 7 \(the run's: 6\)"):
+        train(TRAIN, Conv3(), steps=7, resume=state, **FAST)
+    with pytest.raises(ValueError, match="other training images"):
+        train([TRAIN, HELD_OUT], Conv3(), steps=6, resume=state, **FAST)
+    with pytest.raises(ValueError, match="other model"):
+        train(TRAIN, SmallResidual(), steps=6, resume=state, **FAST)
+    with pytest.raises(ValueError, match="drop init_weights"):
+        train(TRAIN, Conv3(), steps=6, resume=state, init_weights=Conv3(), **FAST)
+    weights = save_weights(tmp_path / "w.safetensors", build_model("basic"))
+    with pytest.raises(ValueError, match="not a training state file"):
+        train(TRAIN, "basic", steps=6, resume=weights, **FAST)
+    # device, precision and compile may change: they say where the run goes on.
+    resumed = train(TRAIN, Conv3(), steps=6, resume=state, device="cpu", **FAST)
+    assert resumed.metadata["steps"] == 6
+
+
+def test_result_save_writes_report_and_curves_beside_the_weights(tmp_path):
+    result = train(TRAIN, "basic", steps=3, val_images=HELD_OUT, val_every=2, **FAST)
+    files = result.save(tmp_path / "w.safetensors", int8=True)
+    assert [f.name for f in files] == [
+        "w.safetensors", "w.json", "w.curves.png", "w.int8.safetensors"
+    ]  # fmt: skip
+    report = json.loads(files[1].read_text())
+    assert report["history"]["lr"] == result.history["lr"] and len(report["history"]["loss"]) == 3
+    assert [v["step"] for v in report["history"]["val"]] == [0, 2, 3]
+    curves = io.imread(files[2])
+    assert curves.shape == (440, 900, 3) and files[2].stat().st_size < 200_000
+    assert len(np.unique(curves.reshape(-1, 3), axis=0)) > 20  # drawn, not blank
 
 
 def test_validation_keeps_the_best_weights():
@@ -287,7 +408,7 @@ def test_cli_train_writes_weights_with_metadata(tmp_path, capsys):
     assert main(argv) == 0
     captured = capsys.readouterr()
     assert "step 2 (100%) loss" in captured.err and "val " in captured.err
-    assert f"wrote {out}, {out.with_suffix('.json')}" in captured.out
+    assert f"wrote {out}, {out.with_suffix('.json')}, {tmp_path / 'w.curves.png'}" in captured.out
     report = json.loads(out.with_suffix(".json").read_text())
     assert report["metadata"]["steps"] == 2 and len(report["history"]["loss"]) == 2
     _model, meta = load_model(out)
@@ -302,3 +423,40 @@ def test_cli_train_writes_weights_with_metadata(tmp_path, capsys):
     argv[argv.index(str(images))] = str(empty)
     assert main([*argv, "--overwrite"]) == 2
     assert "holds no images" in capsys.readouterr().err
+
+
+def test_cli_ctrl_c_keeps_the_state_and_resume_finishes_the_run(tmp_path, capsys, monkeypatch):
+    from napari_histo_denoise.cli import train as cli_train
+
+    images = tmp_path / "train"
+    images.mkdir()
+    io.imsave(images / "ihc.png", TRAIN[:128, :128], check_contrast=False)
+    argv = ["train", "--images", str(images), "--steps", "4", "--patch-size", "32"]
+    argv += ["--batch-size", "2", "--val-every", "1", "--lr", "3e-3"]
+    whole, part = tmp_path / "whole.safetensors", tmp_path / "part.safetensors"
+    assert main([*argv, "-o", str(whole)]) == 0
+
+    show = cli_train._ProgressLine.show
+
+    def interrupt_at_step_2(self, event):
+        show(self, event)
+        if event.step == 2:
+            signal.raise_signal(signal.SIGINT)  # what Ctrl-C sends
+
+    monkeypatch.setattr(cli_train._ProgressLine, "show", interrupt_at_step_2)
+    assert main([*argv, "-o", str(part)]) == 130
+    state = tmp_path / "part.state.safetensors"
+    assert f"after 2 of 4 steps; the run's state is in {state}" in capsys.readouterr().err
+    assert not part.exists() and read_info(state)["step"] == 2
+    assert main([*argv, "-o", str(part)]) == 2  # a fresh run would discard the state
+    assert "holds an interrupted run" in capsys.readouterr().err
+
+    monkeypatch.undo()
+    # Options not given again are the run's own.
+    assert main(["train", "--images", str(images), "--resume", str(state), "-o", str(part)]) == 0
+    assert not state.exists()
+    expected, meta = load_model(whole)
+    resumed, resumed_meta = load_model(part)
+    for key, value in expected.state_dict().items():
+        assert torch.equal(resumed.state_dict()[key], value), key
+    assert resumed_meta["steps"] == meta["steps"] == 4

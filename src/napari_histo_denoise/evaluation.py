@@ -56,6 +56,15 @@ class EvaluationRow:
 
 
 @dataclass
+class CropImages:
+    """The pictures of one scored crop: the clean crop and every output, as uint8 RGB."""
+
+    source: str
+    clean: np.ndarray
+    outputs: dict[tuple[float, str], np.ndarray] = field(default_factory=dict)  # (sigma, method)
+
+
+@dataclass
 class EvaluationReport:
     """Per-crop rows and their per-source means, printable as Markdown.
 
@@ -67,11 +76,15 @@ class EvaluationReport:
         Methods in column order (noisy input first).
     settings : dict
         How the figures were made (crop, seed, device, ...), for the record.
+    images : dict of str to CropImages
+        With ``keep_images``: the first crop of each source, by crop name, for
+        :mod:`napari_histo_denoise.quality_figures`.
     """
 
     rows: list[EvaluationRow]
     methods: list[str]
     settings: dict[str, Any] = field(default_factory=dict)
+    images: dict[str, CropImages] = field(default_factory=dict)
 
     def per_source(self) -> list[dict[str, Any]]:
         """Mean PSNR, SSIM and seconds per (source, sigma, method), sources then ``"all"``."""
@@ -159,6 +172,7 @@ def evaluate(
     precision: str = "auto",
     label: str | None = None,
     progress: Callable[[int, int], object] | None = None,
+    keep_images: bool = False,
 ) -> EvaluationReport:
     """Score a model and the classical baselines on noisy copies of clean images.
 
@@ -187,6 +201,9 @@ def evaluate(
         The model's method name in the report (default: its architecture).
     progress : callable, optional
         Called as ``progress(done, total)`` after each (crop, sigma) pair.
+    keep_images : bool
+        Keep the clean crop and every output of each source's first crop in
+        ``report.images`` (for mosaics).
 
     Returns
     -------
@@ -209,7 +226,11 @@ def evaluate(
         run_model = _model_runner(model, tile_size, overlap, device, precision)
 
     rows, total, done = [], len(crops) * len(sigmas), 0
+    images: dict[str, CropImages] = {}
     for name, source, index, clean in crops:
+        kept = None
+        if keep_images and index == 0:
+            kept = images[name] = CropImages(source, _to_uint8(clean))
         for sigma in sigmas:
             noisy = add_gaussian_noise(clean, sigma, _noise_seed(seed, source, index, sigma))
             results = {NOISY: (noisy, 0.0)}
@@ -221,6 +242,10 @@ def evaluate(
                 EvaluationRow(name, source, float(sigma), m, psnr(clean, out), ssim(clean, out), t)
                 for m, (out, t) in results.items()
             ]
+            if kept is not None:
+                kept.outputs.update(
+                    {(float(sigma), m): _to_uint8(out) for m, (out, _) in results.items()}
+                )
             done += 1
             if progress is not None:
                 progress(done, total)
@@ -237,7 +262,11 @@ def evaluate(
         "precision": precision,
         "noise": "skimage.util.random_noise gaussian, clip=True",
     }
-    return EvaluationReport(rows, methods, settings)
+    return EvaluationReport(rows, methods, settings, images)
+
+
+def _to_uint8(image: np.ndarray) -> np.ndarray:
+    return np.round(np.clip(image, 0, 1) * 255).astype(np.uint8)
 
 
 def available_baselines() -> list[str]:

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import math
 import os
 import threading
 import time
-from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,7 @@ from .events import Cancelled, cancel_check, drain
 from .patches import PatchSampler
 from .selfsupervised import GAMMA, neighbor2neighbor_loss
 from .settings import TrainSettings
+from .train_state import TrainState, prefixed, read_state, write_state
 
 #: Images of at most this many bytes are read into memory once; larger ones stay lazy.
 IN_MEMORY_BYTES = 1 << 30
@@ -52,6 +54,9 @@ MAX_AUTO_BATCH = 128
 AUTO_BATCH_MEMORY_SHARE = 0.6
 #: Batch of ``batch_size=None`` off CUDA.
 HOST_BATCH = 8
+#: Settings a resumed run may change: where and how fast it runs, not what it computes
+#: (with another device or precision the figures still differ in the last bits).
+RESUME_MAY_CHANGE = ("device", "precision", "compile")
 
 Cancel = threading.Event | Callable[[], bool] | None
 
@@ -64,8 +69,9 @@ class TrainingDiverged(ValueError):
 class TrainProgress:
     """One training step done.
 
-    ``val_psnr``/``val_ssim`` are the latest validation figures (None before the first);
-    ``fraction`` is how much of the run is done, by steps or by the ``minutes`` budget.
+    ``val_psnr``/``val_ssim`` are the latest validation figures (None before the first),
+    measured after step ``val_step``; ``fraction`` is how much of the run is done, by steps
+    or by the ``minutes`` budget; ``lr`` is the learning rate of this step.
     """
 
     step: int
@@ -75,6 +81,8 @@ class TrainProgress:
     val_ssim: float | None = None
     elapsed_s: float = 0.0
     fraction: float = 0.0
+    lr: float | None = None
+    val_step: int | None = None
 
 
 @dataclass
@@ -89,6 +97,27 @@ class TrainResult:
     model: nn.Module
     metadata: dict[str, Any]
     history: dict[str, list] = field(default_factory=dict)
+
+    def save(self, path: str | os.PathLike, *, int8: bool = False) -> list[Path]:
+        """Write the weights and, beside them, the report and the curves (and int8 weights).
+
+        ``NAME.safetensors`` (see :func:`~napari_histo_denoise.checkpoint.save_weights`),
+        ``NAME.json`` (metadata and history), ``NAME.curves.png`` and with ``int8``
+        ``NAME.int8.safetensors`` (see :mod:`napari_histo_denoise.train_report`).
+
+        Returns
+        -------
+        list of pathlib.Path
+            The files written, the weights first.
+        """
+        from .checkpoint import save_weights
+        from .train_report import int8_path, write_report
+
+        weights = save_weights(path, self.model, self.metadata)
+        files = [weights, *write_report(weights, self.metadata, self.history)]
+        if int8:
+            files.append(save_weights(int8_path(weights), self.model, self.metadata, dtype="int8"))
+        return files
 
 
 def train(
@@ -134,6 +163,8 @@ def iter_train(
     progress: Callable[[TrainProgress], None] | None = None,
     cancel: Cancel = None,
     init_weights: str | os.PathLike | Mapping[str, torch.Tensor] | nn.Module | None = None,
+    resume: str | os.PathLike | None = None,
+    state: str | os.PathLike | None = None,
 ) -> Generator[TrainProgress, None, TrainResult]:
     """Train a model, yielding a :class:`TrainProgress` after every step.
 
@@ -159,7 +190,19 @@ def iter_train(
         Checked before every step and between validation crops; when set (or returning
         True) training stops with :class:`~napari_histo_denoise.engine.Cancelled`.
     init_weights : path, state dict or torch.nn.Module, optional
-        Start from these weights (resume or fine-tune) instead of a random initialisation.
+        Start from these weights (fine-tune) instead of a random initialisation; the
+        optimiser and the schedule start afresh.
+    resume : path, optional
+        Go on with an unfinished run from its state file (``state`` of that run): model,
+        optimiser, schedule, step, clock, random states, weight average, best weights and
+        history are restored, so the result is the one the run would have given
+        uninterrupted. The images and settings must be the run's (``device``,
+        ``precision`` and ``compile`` may change).
+    state : path, optional
+        Where to keep this run's resumable state (a safetensors file, see
+        :mod:`~napari_histo_denoise.train_state`): written at every validation point
+        (about ten times a run) and when the run is cancelled or its generator closed,
+        deleted when the run completes.
 
     Returns
     -------
@@ -169,7 +212,8 @@ def iter_train(
     Raises
     ------
     ValueError
-        For bad settings, images, model names or weights (specific messages).
+        For bad settings, images, model names or weights, or a ``resume`` state of
+        another run (specific messages).
     Cancelled
         When ``cancel`` is set.
     TrainingDiverged
@@ -197,6 +241,12 @@ def iter_train(
     is_cancelled = cancel_check(cancel)
     if val_images is not None and settings.noise is None:
         raise ValueError("val_images need a noise spec to make their noisy copies; pass noise=")
+    resumed = None
+    if resume is not None:
+        if init_weights is not None:
+            raise ValueError("resume continues a run from its own weights; drop init_weights")
+        resumed = read_state(resume)
+        _check_resumable(resumed.info, settings, resume)
     dev = resolve_device(settings.device)
     prec = resolve_precision(settings.precision, dev)
     net, architecture = _prepare_model(model, init_weights, settings.seed)
@@ -209,59 +259,228 @@ def iter_train(
         validation = _Validation(val_arrays, val_names, settings)
 
     budget = _Budget(settings)
-    loop = _Loop(net, settings, dev, prec)
-    history: dict[str, list] = {"loss": [], "lr": [], "val": []}
-    best = None  # (psnr, ssim, step, state dict on the CPU)
-    latest: tuple[float | None, float | None] = (None, None)
-    if validation is not None:
-        psnr, ssim = validation.measure(loop, is_cancelled)
-        history["val"].append({"step": 0, "psnr": psnr, "ssim": ssim})
-        best, latest = (psnr, ssim, 0, _cpu_state(loop.evaluated)), (psnr, ssim)
-
+    loop = _Loop(net, settings, dev, prec, resumed.info["batch_size"] if resumed else None)
+    record = _Record()
     # Separate streams: patches are drawn in a worker thread while the model trains.
     patch_rng, step_rng = (np.random.default_rng([settings.seed, i]) for i in (0, 1))
-    batches = _prefetched(sampler, loop.batch_size, patch_rng, settings.steps)
-    step = 0
-    with contextlib.closing(batches):
-        for step, batch in enumerate(batches, start=1):
-            if is_cancelled():
-                raise Cancelled(f"training cancelled after {step - 1} of {settings.steps} steps")
-            loss = loop.step(batch, step_rng, step, budget)
-            if not math.isfinite(loss):
-                raise TrainingDiverged(
-                    f"training diverged at step {step}: the loss is {loss}; lower lr "
-                    f"(now {settings.lr:g})"
-                )
-            history["loss"].append(loss)
-            history["lr"].append(loop.last_lr)
-            last = budget.finished(step)
-            if validation is not None and (budget.validation_due(step) or last):
-                psnr, ssim = validation.measure(loop, is_cancelled)
-                history["val"].append({"step": step, "psnr": psnr, "ssim": ssim})
-                latest = (psnr, ssim)
-                if psnr > best[0]:
-                    best = (psnr, ssim, step, _cpu_state(loop.evaluated))
-            event = TrainProgress(
-                step,
-                settings.steps,
-                loss,
-                latest[0],
-                latest[1],
-                budget.elapsed(),
-                budget.fraction(step),
-            )
-            if progress is not None:
-                progress(event)
-            yield event
-            if last:
-                break
+    run = {
+        "architecture": architecture,
+        "train_images": names,
+        "val_images": None if validation is None else validation.names,
+        "init_weights": _describe_init(init_weights),
+    }
+    done, owed = 0, validation is not None  # steps done; whether their validation is owed
+    if resumed is not None:
+        _check_same_run(resumed.info, run, resume)
+        run["init_weights"] = resumed.info["init_weights"]
+        done, owed = _restore(resumed, loop, budget, record, patch_rng, step_rng)
+    patch_state = patch_rng.bit_generator.state  # the patch stream just after step `done`
 
-    trained = loop.finish(best[3] if best is not None else None)
+    def snapshot() -> TrainState:
+        return _snapshot(settings, run, loop, budget, record, done, owed, patch_state, step_rng)
+
+    batches = _prefetched(sampler, loop.batch_size, patch_rng, settings.steps - done)
+    last = False
+    try:
+        with contextlib.closing(batches):
+            if owed:
+                record.validate(done, validation, loop, is_cancelled)
+                owed = False
+            for step, (batch, drawn) in enumerate(batches, start=done + 1):
+                if is_cancelled():
+                    raise Cancelled(f"training cancelled after {done} of {settings.steps} steps")
+                loss = loop.step(batch, step_rng, step, budget)
+                if not math.isfinite(loss):
+                    raise TrainingDiverged(
+                        f"training diverged at step {step}: the loss is {loss}; lower lr "
+                        f"(now {settings.lr:g})"
+                    )
+                record.history["loss"].append(loss)
+                record.history["lr"].append(loop.last_lr)
+                done, patch_state = step, drawn
+                last = budget.finished(step)
+                checkpoint = budget.validation_due(step) or last
+                if validation is not None and checkpoint:
+                    owed = True
+                    record.validate(step, validation, loop, is_cancelled)
+                    owed = False
+                if state is not None and checkpoint and not last:
+                    write_state(state, snapshot())
+                latest = record.history["val"][-1] if record.history["val"] else {}
+                event = TrainProgress(
+                    step,
+                    settings.steps,
+                    loss,
+                    latest.get("psnr"),
+                    latest.get("ssim"),
+                    budget.elapsed(),
+                    budget.fraction(step),
+                    loop.last_lr,
+                    latest.get("step"),
+                )
+                if progress is not None:
+                    progress(event)
+                yield event
+                if last:
+                    break
+    except (Cancelled, GeneratorExit):
+        if state is not None and done > 0 and not last:
+            write_state(state, snapshot())
+        raise
+
+    trained = loop.finish(record.best[3] if record.best is not None else None)
     metadata = _metadata(
-        settings, architecture, names, validation, best, dev, prec, init_weights, budget, step
+        settings, run, validation, record.best, dev, prec, budget, done, loop.batch_size
     )
-    metadata["batch_size"] = loop.batch_size
-    return TrainResult(trained, metadata, history)
+    if resume is not None:
+        metadata["resumed_from"] = str(resume)
+    if state is not None:
+        Path(state).unlink(missing_ok=True)  # a finished run has nothing left to resume
+    return TrainResult(trained, metadata, record.history)
+
+
+class _Record:
+    """The run's history and its best validation so far (with those weights, on the CPU)."""
+
+    def __init__(self) -> None:
+        self.history: dict[str, list] = {"loss": [], "lr": [], "val": []}
+        self.best: tuple[float, float, int, dict[str, torch.Tensor]] | None = None
+
+    def validate(
+        self, step: int, validation: _Validation, loop: _Loop, is_cancelled: Callable[[], bool]
+    ) -> None:
+        psnr, ssim = validation.measure(loop, is_cancelled)
+        self.history["val"].append({"step": step, "psnr": psnr, "ssim": ssim})
+        if self.best is None or psnr > self.best[0]:
+            self.best = (psnr, ssim, step, _cpu_state(loop.evaluated))
+
+
+def _snapshot(
+    settings: TrainSettings,
+    run: dict[str, Any],
+    loop: _Loop,
+    budget: _Budget,
+    record: _Record,
+    done: int,
+    owed: bool,
+    patch_state: dict[str, Any],
+    step_rng: np.random.Generator,
+) -> TrainState:
+    """The state of a run after ``done`` steps (``owed``: their validation is still to do)."""
+    moments = loop.optimizer.state_dict()["state"]  # {parameter index: {name: tensor}}
+    tensors = {
+        **prefixed("model", loop.model.state_dict()),
+        **prefixed("optimizer", {f"{i}.{k}": v for i, m in moments.items() for k, v in m.items()}),
+        **prefixed("rng", _torch_rng_states(loop.device)),
+        "history.loss": torch.tensor(record.history["loss"], dtype=torch.float64),
+        "history.lr": torch.tensor(record.history["lr"], dtype=torch.float64),
+    }
+    if loop.ema is not None:
+        tensors.update(prefixed("ema", loop.ema.state_dict()))
+    best = None
+    if record.best is not None:
+        best = dict(zip(("psnr", "ssim", "step"), record.best[:3], strict=True))
+        tensors.update(prefixed("best", record.best[3]))
+    info = {
+        **run,
+        "step": done,
+        "validation_owed": owed,
+        "settings": dataclasses.asdict(settings),
+        "batch_size": loop.batch_size,
+        "elapsed_s": budget.elapsed(),
+        "next_validation": budget.next_validation,
+        "patch_rng": patch_state,
+        "step_rng": step_rng.bit_generator.state,
+        "scaler": loop.scaler.state_dict(),
+        "val": record.history["val"],
+        "best": best,
+    }
+    return TrainState(info, tensors)
+
+
+def _restore(
+    state: TrainState,
+    loop: _Loop,
+    budget: _Budget,
+    record: _Record,
+    patch_rng: np.random.Generator,
+    step_rng: np.random.Generator,
+) -> tuple[int, bool]:
+    """Put a run back where ``state`` left it; return its steps done and ``validation_owed``."""
+    info = state.info
+    loop.model.load_state_dict(state.group("model"))
+    if loop.ema is not None:
+        loop.ema.load_state_dict(state.group("ema"))
+    optimizer = loop.optimizer.state_dict()
+    moments: dict[int, dict[str, torch.Tensor]] = {}
+    for key, tensor in state.group("optimizer").items():
+        index, name = key.split(".", 1)
+        moments.setdefault(int(index), {})[name] = tensor
+    loop.optimizer.load_state_dict({**optimizer, "state": moments})
+    if info["scaler"]:
+        loop.scaler.load_state_dict(info["scaler"])
+    budget.start -= info["elapsed_s"]
+    budget.next_validation = info["next_validation"]
+    record.history = {
+        "loss": state.tensors["history.loss"].tolist(),
+        "lr": state.tensors["history.lr"].tolist(),
+        "val": info["val"],
+    }
+    if info["best"] is not None:
+        best = info["best"]
+        record.best = (best["psnr"], best["ssim"], best["step"], state.group("best"))
+    patch_rng.bit_generator.state = info["patch_rng"]
+    step_rng.bit_generator.state = info["step_rng"]
+    _set_torch_rng_states(state.group("rng"), loop.device)
+    return info["step"], info["validation_owed"]
+
+
+def _torch_rng_states(device: torch.device) -> dict[str, torch.Tensor]:
+    """The random states of torch (uint8 tensors): the CPU's, and the CUDA device's if used.
+
+    The loop itself draws from numpy generators; these matter for modules that draw
+    from torch's own (dropout, say).
+    """
+    states = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        states["cuda"] = torch.cuda.get_rng_state(device)
+    return states
+
+
+def _set_torch_rng_states(states: dict[str, torch.Tensor], device: torch.device) -> None:
+    torch.set_rng_state(states["cpu"])
+    if device.type == "cuda" and "cuda" in states:
+        torch.cuda.set_rng_state(states["cuda"], device)
+
+
+def _check_resumable(info: dict[str, Any], settings: TrainSettings, path: Any) -> None:
+    """Refuse a state whose run had other settings, or that has nothing left to do."""
+    saved = info["settings"]
+    changed = [
+        f"{name} {value!r} (the run's: {saved.get(name)!r})"
+        for name, value in dataclasses.asdict(settings).items()
+        if name not in RESUME_MAY_CHANGE and saved.get(name) != value
+    ]
+    if changed:
+        raise ValueError(
+            f"cannot resume {Path(path).name} with other settings: {'; '.join(changed)}"
+        )
+    if info["step"] >= settings.steps and not info["validation_owed"]:
+        raise ValueError(f"{Path(path).name}: the run is complete, nothing to resume")
+
+
+def _check_same_run(info: dict[str, Any], run: dict[str, Any], path: Any) -> None:
+    """Refuse a state of another model or other training or validation images."""
+    for key, what in (
+        ("architecture", "model"),
+        ("train_images", "training images"),
+        ("val_images", "validation images"),
+    ):
+        if info[key] != run[key]:
+            raise ValueError(
+                f"cannot resume {Path(path).name} with other {what}: {run[key]!r}, "
+                f"the run's were {info[key]!r}"
+            )
 
 
 class _Budget:
@@ -311,15 +530,24 @@ class _Budget:
 
 def _prefetched(
     sampler: PatchSampler, batch_size: int, rng: np.random.Generator, count: int
-) -> Iterator[np.ndarray]:
-    """Yield ``count`` batches, drawing the next one in a thread while the caller uses this one."""
+) -> Iterator[tuple[np.ndarray, dict[str, Any]]]:
+    """Yield ``count`` batches, drawing the next one in a thread while the caller uses this one.
+
+    Each batch comes with ``rng``'s state just after drawing it: the thread is already
+    drawing the next batch, so that is where a run resumed after this batch starts.
+    """
+
+    def draw() -> tuple[np.ndarray, dict[str, Any]]:
+        batch = sampler.sample(batch_size, rng)
+        return batch, rng.bit_generator.state
+
     with ThreadPoolExecutor(1, thread_name_prefix="histo-denoise-patches") as pool:
-        pending = pool.submit(sampler.sample, batch_size, rng)
+        pending = pool.submit(draw) if count > 0 else None
         for index in range(count):
-            batch = pending.result()
+            item = pending.result()
             if index + 1 < count:
-                pending = pool.submit(sampler.sample, batch_size, rng)
-            yield batch
+                pending = pool.submit(draw)
+            yield item
 
 
 def load_images(images: Any, *, what: str = "images") -> tuple[list[Any], list[str]]:
@@ -389,7 +617,12 @@ class _Loop:
     """Model, optimiser, precision and weight average of one run; one :meth:`step` per step."""
 
     def __init__(
-        self, model: nn.Module, settings: TrainSettings, device: torch.device, precision: str
+        self,
+        model: nn.Module,
+        settings: TrainSettings,
+        device: torch.device,
+        precision: str,
+        batch_size: int | None = None,
     ):
         self.settings = settings
         self.device = device
@@ -413,7 +646,8 @@ class _Loop:
         self.ema = None
         if settings.ema is not None:
             self.ema = copy.deepcopy(self.model).eval().requires_grad_(False)
-        self.batch_size = settings.batch_size or self._auto_batch()
+        # A resumed run keeps its batch: the automatic one may differ from run to run.
+        self.batch_size = batch_size or settings.batch_size or self._auto_batch()
 
     @property
     def evaluated(self) -> nn.Module:
@@ -588,20 +822,26 @@ def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
 
+def _describe_init(init_weights: Any) -> str | None:
+    """``init_weights`` as the metadata records it: a path, or the kind of object."""
+    if isinstance(init_weights, (str, os.PathLike)):
+        return str(init_weights)
+    return None if init_weights is None else type(init_weights).__name__
+
+
 def _metadata(
     settings: TrainSettings,
-    architecture: str,
-    names: Iterable[str],
+    run: dict[str, Any],
     validation: _Validation | None,
     best: tuple | None,
     device: torch.device,
     precision: str,
-    init_weights: Any,
     budget: _Budget,
     steps_done: int,
+    batch_size: int,
 ) -> dict[str, Any]:
     meta: dict[str, Any] = {
-        "architecture": architecture,
+        "architecture": run["architecture"],
         "mode": settings.mode,
         "method": "neighbor2neighbor" if settings.mode == "self-supervised" else "synthetic-noise",
         "loss": "mse",
@@ -611,6 +851,7 @@ def _metadata(
         "max_steps": settings.steps,
         "minutes": settings.minutes,
         "patch_size": settings.patch_size,
+        "batch_size": batch_size,
         "lr": settings.lr,
         "optimizer": f"AdamW(weight_decay={WEIGHT_DECAY}), warm-up + cosine",
         "stain_jitter": settings.stain_jitter,
@@ -619,10 +860,8 @@ def _metadata(
         "device": str(device),
         "precision": precision,
         "elapsed_s": round(budget.elapsed(), 1),
-        "train_images": list(names),
-        "init_weights": str(init_weights)
-        if isinstance(init_weights, (str, os.PathLike))
-        else (None if init_weights is None else type(init_weights).__name__),
+        "train_images": list(run["train_images"]),
+        "init_weights": run["init_weights"],
     }
     if validation is not None:
         meta.update(

@@ -65,9 +65,30 @@ def is_lazy(layer: napari.layers.Image, max_in_memory_bytes: int = 512 * 2**20) 
     return data.nbytes > max_in_memory_bytes
 
 
-def result_name(source_name: str, model: str) -> str:
-    """Name of the layer a run adds, e.g. ``"slide [denoised: basic]"``."""
-    return f"{source_name} [denoised: {model}]"
+def result_name(
+    source_name: str, model: str, weights_label: str | None = None, kind: str = "denoised"
+) -> str:
+    """Name of a layer a run adds, e.g. ``"slide [denoised: basic, pretrained]"``.
+
+    ``weights_label`` (see :func:`weights_label`) says which weights made it; ``kind`` is
+    ``"denoised"`` for the result, ``"residual"`` for the input minus the result.
+    """
+    made_by = model if weights_label is None else f"{model}, {weights_label}"
+    return f"{source_name} [{kind}: {made_by}]"
+
+
+def weights_label(weights: Any, model: Any) -> str | None:
+    """How layer names show weights: ``"pretrained"`` (bundled), else the file's name."""
+    from pathlib import Path
+
+    from ..pretrained import bundled
+
+    if weights is None:
+        return None
+    entry = bundled(model) if isinstance(model, str) else None
+    if entry is not None and Path(weights) == entry.path:
+        return "pretrained"
+    return Path(weights).name
 
 
 def result_layer_kwargs(source: napari.layers.Image) -> dict[str, Any]:
@@ -88,12 +109,13 @@ def add_result_layer(
     """Add the denoised ``data`` as a new layer placed and shown like ``source``.
 
     ``data`` is an array or a multiscale list (level 0 first); ``record`` (model, weights, timing,
-    ...) is stored under ``metadata["histo_denoise"]``. The source layer is not touched.
+    ...) is stored under ``metadata["histo_denoise"]``, and its ``weights_label`` goes into the
+    layer's name. The source layer is not touched.
     """
     multiscale = isinstance(data, list)
     return viewer.add_image(
         data,
-        name=result_name(source.name, model),
+        name=result_name(source.name, model, record.get("weights_label")),
         multiscale=multiscale,
         metadata={METADATA_KEY: dict(record)},
         **result_layer_kwargs(source),

@@ -32,10 +32,13 @@ def denoise_layer(
     model: str = "basic",
     weights: Any = None,
     *,
+    residual: bool = False,
     timeout: float | None = None,
     **settings: Any,
 ) -> napari.layers.Image:
-    """Denoise an Image layer, wait, and return the new ``<name> [denoised: <model>]`` layer.
+    """Denoise an Image layer, wait, and return the new ``<name> [denoised: <model>, <weights>]``.
+
+    ``<weights>`` is ``pretrained`` for the bundled weights, else the weights file's name.
 
     Parameters
     ----------
@@ -48,6 +51,8 @@ def denoise_layer(
     weights : str or Path, optional
         A weights file (``.safetensors``, or a PyTorch state-dict file); by default the
         weights bundled with the package for ``model``.
+    residual : bool
+        Also add ``<name> [residual: ...]``, the input minus the result, under the result.
     timeout : float, optional
         Seconds to wait at most (then TimeoutError; the run goes on).
     **settings
@@ -71,6 +76,7 @@ def denoise_layer(
     widget = histo_denoise_widget(viewer)
     widget.set_layer(layer_or_name)
     widget.set_settings(checked)
+    widget.residual_check.setChecked(residual)
     return _wait(widget.run(), timeout)
 
 

@@ -34,12 +34,18 @@ class TrainedWeights:
 
 
 def save_trained(result: Any, architecture: str, steps: int) -> TrainedWeights:
-    """Write a ``TrainResult``'s model to this session's folder (call in the worker thread)."""
-    from ..checkpoint import save_weights
+    """Write a ``TrainResult`` to this session's folder (call in the worker thread).
 
-    stamp = time.strftime("%H%M%S")
-    path = workdir() / f"trained-{architecture}-{stamp}-{time.monotonic_ns()}.safetensors"
-    save_weights(path, result.model, result.metadata)
+    ``trained-HHMMSS.safetensors`` (a suffix ``-2``, ``-3``... when a run ends in the
+    same second), with its report and curves beside it (``TrainResult.save``).
+    """
+    stem = f"trained-{time.strftime('%H%M%S')}"
+    path = workdir() / f"{stem}.safetensors"
+    count = 1
+    while path.exists():
+        count += 1
+        path = workdir() / f"{stem}-{count}.safetensors"
+    result.save(path)
     label = f"trained here {time.strftime('%H:%M')}: {architecture}, {steps} steps"
     return TrainedWeights(path, architecture, label)
 

@@ -7,8 +7,7 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from qtpy.QtCore import QPointF, Qt
-from qtpy.QtGui import QColor, QPainter, QPen, QPolygonF
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QComboBox,
     QFileDialog,
@@ -19,11 +18,11 @@ from qtpy.QtWidgets import (
     QPushButton,
     QSpinBox,
     QVBoxLayout,
-    QWidget,
 )
 
 from ..settings import TRAIN_MODES
 from .choosers import layer_combo, layer_select
+from .curve_plot import CurvePlot, napari_theme
 from .layers import find_image_layer, source_data
 from .progress_row import ProgressRow
 from .runs import Run
@@ -35,54 +34,6 @@ if TYPE_CHECKING:
     from ..settings import TrainSettings
 
 NOISE_KINDS = ("gaussian", "poisson", "speckle", "salt-pepper", "mix")
-
-
-class CurvePlot(QWidget):
-    """A small live plot: training loss (log scale, blue) and validation PSNR (orange)."""
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setMinimumHeight(60)
-        self.loss: list[tuple[int, float]] = []
-        self.psnr: list[tuple[int, float]] = []
-        self.steps = 1
-
-    def clear(self, steps: int = 1) -> None:
-        """Forget the curves of the last run."""
-        self.loss, self.psnr, self.steps = [], [], max(steps, 1)
-        self.update()
-
-    def add(self, step: int, loss: float, psnr: float | None) -> None:
-        """Append one step's loss and the latest PSNR."""
-        import math
-
-        if loss > 0 and math.isfinite(loss):
-            self.loss.append((step, math.log10(loss)))
-        if psnr is not None and (not self.psnr or self.psnr[-1][1] != psnr):
-            self.psnr.append((step, psnr))
-        self.update()
-
-    def paintEvent(self, event: Any) -> None:
-        """Draw both curves, each scaled to its own range."""
-        painter = QPainter(self)
-        painter.fillRect(self.rect(), QColor(38, 41, 48))
-        for points, color in (
-            (self.loss, QColor(90, 160, 255)),
-            (self.psnr, QColor(255, 160, 60)),
-        ):
-            if len(points) > 1:
-                painter.setPen(QPen(color, 1.5))
-                painter.drawPolyline(self._polygon(points))
-        painter.end()
-
-    def _polygon(self, points: list[tuple[int, float]]) -> QPolygonF:
-        values = [v for _, v in points]
-        low, high = min(values), max(values)
-        span = (high - low) or 1.0
-        w, h = self.width() - 4, self.height() - 4
-        return QPolygonF(
-            [QPointF(2 + w * s / self.steps, 2 + h * (1 - (v - low) / span)) for s, v in points]
-        )
 
 
 class TrainSection(QGroupBox):
@@ -115,7 +66,7 @@ class TrainSection(QGroupBox):
         self.save_button = QPushButton("Save weights…")
         self.save_button.setEnabled(False)
         self.progress = ProgressRow("steps")
-        self.plot = CurvePlot()
+        self.plot = CurvePlot(napari_theme(viewer))
 
         noise_row = QHBoxLayout()
         noise_row.addWidget(self.noise_combo, 1)
@@ -155,6 +106,7 @@ class TrainSection(QGroupBox):
         self.train_button.clicked.connect(self.run)
         self.progress.cancel_button.clicked.connect(self.cancel)
         self.save_button.clicked.connect(self._ask_save)
+        viewer.events.theme.connect(self._follow_theme)
 
     # ------------------------------------------------------------------ settings
     def noise_spec(self) -> str:
@@ -261,13 +213,22 @@ class TrainSection(QGroupBox):
             self.current_run.cancel()
 
     def save_weights(self, path: str | Path) -> Path:
-        """Copy the weights of the last training run to ``path`` (a ``.safetensors`` file)."""
+        """Copy the last run's weights to ``path`` (``.safetensors``), with report and curves.
+
+        ``NAME.json`` (metadata and history) and ``NAME.curves.png`` go with the weights, as
+        from ``histo-denoise train``. Returns the weights' path.
+        """
+        from ..train_report import curves_path, report_path
+
         if self.last_trained is None:
             raise ValueError("nothing to save yet: train a model first")
         path = Path(path)
         if path.suffix != ".safetensors":
             path = path.with_suffix(".safetensors")
-        shutil.copyfile(self.last_trained.path, path)
+        source = self.last_trained.path
+        shutil.copyfile(source, path)
+        for beside in (report_path, curves_path):
+            shutil.copyfile(beside(source), beside(path))
         return path
 
     # ------------------------------------------------------------------ internals
@@ -276,11 +237,13 @@ class TrainSection(QGroupBox):
         if event.val_psnr is not None:
             extra += f" · val PSNR {event.val_psnr:.2f} dB"
         self.progress.update_progress(event.step, event.steps, event.elapsed_s, extra)
-        self.plot.add(event.step, event.loss, event.val_psnr)
+        self.plot.add(event)
 
     def _on_result(self, outcome: Any) -> Any:
         result, trained = outcome
         self.last_trained = trained
+        self.plot.metadata = dict(result.metadata)  # the noisy input's level joins the plot
+        self.plot.update()
         trained_weights.register(trained)  # Denoise's weights list selects it
         return result
 
@@ -293,6 +256,9 @@ class TrainSection(QGroupBox):
             best = [v for v in run.result.history.get("val", []) if v.get("psnr") is not None]
             psnr = f", best val PSNR {max(v['psnr'] for v in best):.2f} dB" if best else ""
             self.progress.reset(f"Trained: {self.last_trained.label}{psnr}. Selected for Denoise.")
+
+    def _follow_theme(self, event: Any = None) -> None:
+        self.plot.set_theme(napari_theme(self.viewer))
 
     def _set_running(self, running: bool) -> None:
         for widget in self._inputs:

@@ -17,6 +17,7 @@ import functools
 from typing import TYPE_CHECKING, Any
 
 from qtpy.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QFormLayout,
     QGroupBox,
@@ -32,7 +33,7 @@ from ..settings import MODEL_NAMES, PRECISIONS
 from ..tiling import check_tiling
 from . import preferences
 from .choosers import WeightsChooser, layer_combo
-from .layers import METADATA_KEY, add_result_layer, is_lazy, source_data
+from .layers import METADATA_KEY, add_result_layer, is_lazy, source_data, weights_label
 from .progress_row import ProgressRow
 from .runs import FINISHED, Run
 from .train_section import TrainSection
@@ -83,6 +84,11 @@ class HistoDenoiseWidget(QWidget):
         self.device_combo.addItem("auto")
         self.precision_combo = QComboBox()
         self.precision_combo.addItems(PRECISIONS)
+        self.residual_check = QCheckBox("Also add the residual (input - result)")
+        self.residual_check.setToolTip(
+            "A layer of what the model removed, under the result: noise shows as grain, "
+            "removed structure as shapes"
+        )
         self.denoise_button = QPushButton("Denoise")
         self.summary_button = QPushButton("Model summary")
         self.progress = ProgressRow("tiles")
@@ -97,6 +103,7 @@ class HistoDenoiseWidget(QWidget):
         form.addRow("Batch size", self.batch_spin)
         form.addRow("Device", self.device_combo)
         form.addRow("Precision", self.precision_combo)
+        form.addRow(self.residual_check)
         box = QGroupBox("Denoise")
         box_layout = QVBoxLayout(box)
         box_layout.addLayout(form)
@@ -121,6 +128,7 @@ class HistoDenoiseWidget(QWidget):
             self.batch_spin,
             self.device_combo,
             self.precision_combo,
+            self.residual_check,
             self.denoise_button,
         )
         self.denoise_button.clicked.connect(self.run)
@@ -275,7 +283,15 @@ class HistoDenoiseWidget(QWidget):
 
     def _add_result(self, source: Any, outcome: Any) -> Any:
         record = {"source": source.name, **outcome.record}
+        record["weights_label"] = weights_label(record["weights"], record["model"])
         layer = add_result_layer(self.viewer, source, outcome.data, record["model"], record)
+        if self.residual_check.isChecked():
+            from .residual import add_residual_layer
+
+            residual = add_residual_layer(self.viewer, source, layer, record)
+            # Under the result: the result stays in view, its eye toggles to the residual.
+            layers = self.viewer.layers
+            layers.move(layers.index(residual.name), layers.index(layer.name))
         self.show_summary()
         return layer
 

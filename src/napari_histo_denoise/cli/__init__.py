@@ -14,7 +14,16 @@ import sys
 from .. import __version__
 
 #: Subcommand modules of this package, in the order ``--help`` lists them.
-COMMANDS = ("demo", "denoise", "train", "evaluate", "summary", "bench", "fetch_data")
+COMMANDS = (
+    "demo",
+    "denoise",
+    "train",
+    "evaluate",
+    "before_after",
+    "summary",
+    "bench",
+    "fetch_data",
+)
 
 #: Errors that are the user's to fix: printed as one line, never as a traceback.
 USER_ERRORS = (

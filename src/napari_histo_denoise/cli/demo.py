@@ -39,7 +39,6 @@ def run(args: argparse.Namespace) -> int:
     from skimage.restoration import denoise_tv_chambolle
     from skimage.util import img_as_float, img_as_ubyte
 
-    from ..checkpoint import save_weights
     from ..engine import denoise
     from ..io import read_image
     from ..metrics import psnr, ssim
@@ -81,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     baseline = denoise_tv_chambolle(noisy, weight=0.08, channel_axis=-1)
 
     args.output.mkdir(parents=True, exist_ok=True)
-    save_weights(args.output / "demo_basic.safetensors", result.model, result.metadata)
+    result.save(args.output / "demo_basic.safetensors")  # with its history and curves
     images = {"clean": clean, "noisy": noisy, "denoised": denoised, "tv_baseline": baseline}
     for name, image in images.items():
         io.imsave(args.output / f"{name}.png", img_as_ubyte(np.clip(image, 0, 1)))
@@ -94,8 +93,8 @@ def run(args: argparse.Namespace) -> int:
         image = images[name]
         print(f"{name:<14}{psnr(clean, image):>10.2f}{ssim(clean, image):>8.3f}")
     print(
-        f"wrote {', '.join(f'{n}.png' for n in images)}, before_after.png and the weights to "
-        f"{args.output}/"
+        f"wrote {', '.join(f'{n}.png' for n in images)}, before_after.png and the weights "
+        f"(with demo_basic.json and demo_basic.curves.png) to {args.output}/"
     )
     return 0
 

@@ -58,6 +58,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--precision", default="auto", choices=PRECISIONS)
     parser.add_argument("--json", type=Path, help="also write every row and mean as JSON here")
     parser.add_argument("-o", "--output", type=Path, help="write the Markdown report here")
+    parser.add_argument(
+        "--figures",
+        action="store_true",
+        help="also draw the figures beside --output (NAME.md): NAME_psnr.png (PSNR against "
+        "sigma) and NAME_<source>.jpg (each source's first crop: clean, noisy and every "
+        "method at every sigma, with its PSNR), shown at the end of the report",
+    )
     parser.set_defaults(run=run)
 
 
@@ -65,6 +72,8 @@ def run(args: argparse.Namespace) -> int:
     """Run the evaluation and print or write the report."""
     from ..evaluation import evaluate
 
+    if args.figures and args.output is None:
+        raise ValueError("--figures are written beside the report: give -o/--output")
     tty = sys.stderr.isatty()
 
     def progress(done: int, total: int) -> None:
@@ -83,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         precision=args.precision,
         progress=progress,
+        keep_images=args.figures,
     )
     if tty:
         print(file=sys.stderr)
@@ -91,7 +101,14 @@ def run(args: argparse.Namespace) -> int:
         args.json.write_text(json.dumps(report.to_dict(), indent=1) + "\n", encoding="utf-8")
     if args.output is None:
         print(text, end="")
-    else:
-        args.output.write_text(text, encoding="utf-8")
-        print(f"wrote {args.output}")
+        return 0
+    written = [args.output]
+    if args.figures:
+        from ..quality_figures import figures_markdown, write_figures
+
+        figures = write_figures(report, args.output)
+        text += "\n" + figures_markdown(report, figures)
+        written += figures
+    args.output.write_text(text, encoding="utf-8")
+    print(f"wrote {', '.join(map(str, written))}")
     return 0

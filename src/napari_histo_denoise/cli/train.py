@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
-import json
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
-from ..settings import PRECISIONS, TRAIN_MODES, TRAIN_PRESETS, TrainSettings
+from ..settings import MODEL_NAMES, PRECISIONS, TRAIN_MODES, TRAIN_PRESETS, TrainSettings
 
 _DEFAULTS = TrainSettings.__dataclass_fields__  # one source for the defaults shown in --help
 
@@ -31,7 +34,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "mode: noisy images only (Neighbor2Neighbor). With --val, PSNR/SSIM on fixed noisy "
         "crops of clean validation images are measured during training and the best "
         "weights are saved. --preset release is the recipe of the bundled weights; options "
-        "given explicitly override a preset's.",
+        "given explicitly override a preset's. Ctrl-C stops after the current step and keeps "
+        "the run's state (OUTPUT.state.safetensors) for --resume.",
     )
     # Options default to "not given" so that a preset can fill them; --help shows the
     # defaults used without a preset.
@@ -39,7 +43,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--images", nargs="+", required=True, metavar="PATH", help="training image files/folders"
     )
-    parser.add_argument("--model", choices=("basic", "deep"), default="basic")
+    parser.add_argument(
+        "--model", choices=MODEL_NAMES, help="architecture (default basic, or the resumed run's)"
+    )
     parser.add_argument(
         "--preset", choices=tuple(TRAIN_PRESETS), help="a named recipe (see docs/training.md)"
     )
@@ -70,15 +76,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add("--precision", choices=PRECISIONS)
     add("--seed", type=int)
     parser.add_argument(
-        "--init-weights", type=Path, metavar="FILE", help="start from these weights (resume)"
+        "--init-weights",
+        type=Path,
+        metavar="FILE",
+        help="start from these weights (fine-tune: a new optimiser and schedule)",
+    )
+    parser.add_argument(
+        "--resume",
+        type=Path,
+        metavar="STATE",
+        help="go on with an interrupted run from its state file (NAME.state.safetensors), "
+        "exactly as if it had not stopped; options not given are the run's",
     )
     parser.add_argument(
         "-o",
         "--output",
         type=Path,
         required=True,
-        help="weights file to write (.safetensors); a JSON report (metadata and history) is "
-        "written beside it with the suffix .json",
+        help="weights file to write (.safetensors); beside it NAME.json (metadata and history), "
+        "NAME.curves.png (the curves) and, while the run is unfinished, NAME.state.safetensors",
     )
     parser.add_argument(
         "--int8",
@@ -98,10 +114,13 @@ def _add_option(parser: argparse.ArgumentParser, flag: str, **kwargs) -> None:
     parser.add_argument(flag, default=argparse.SUPPRESS, **kwargs)
 
 
-def settings_from_args(args: argparse.Namespace) -> dict[str, object]:
-    """TrainSettings fields: the given options over the preset's over the defaults."""
+def settings_from_args(
+    args: argparse.Namespace, resumed: dict[str, object] | None = None
+) -> dict[str, object]:
+    """TrainSettings fields: the options given, else the resumed run's, the preset's, defaults."""
     options = {name: field.default for name, field in _DEFAULTS.items()}
     options.update(TRAIN_PRESETS.get(args.preset, {}))
+    options.update(resumed or {})
     options.update({k: v for k, v in vars(args).items() if k in _DEFAULTS})
     if isinstance(options["noise"], str) and options["noise"].lower() == "none":
         options["noise"] = None
@@ -109,38 +128,63 @@ def settings_from_args(args: argparse.Namespace) -> dict[str, object]:
 
 
 def outputs(output: Path, int8: bool) -> list[Path]:
-    """The files a run writes: the weights, the JSON report, and the int8 weights if asked."""
-    files = [output, output.with_suffix(".json")]
-    return [*files, output.with_suffix(".int8.safetensors")] if int8 else files
+    """The files a run writes: the weights, the report, the curves, the int8 weights if asked."""
+    from ..train_report import curves_path, int8_path, report_path
+
+    files = [output, report_path(output), curves_path(output)]
+    return [*files, int8_path(output)] if int8 else files
 
 
 def run(args: argparse.Namespace) -> int:
-    """Train, showing a progress line, and save the weights, report and int8 weights."""
+    """Train, showing a progress line, and save the weights, report, curves and int8 weights."""
+    from ..train_report import state_path
+    from ..train_state import read_info
+
     files = outputs(args.output, args.int8)
+    state = state_path(args.output)
     existing = [f for f in files if f.exists()]
     if existing and not args.overwrite:
         raise ValueError(f"{existing[0]} exists; pass --overwrite to replace it")
     if not args.output.parent.is_dir():
         raise FileNotFoundError(f"folder {args.output.parent} does not exist")
-    options = settings_from_args(args)
+    resuming_here = args.resume is not None and args.resume.resolve() == state.resolve()
+    if state.exists() and not resuming_here:
+        if not args.overwrite:
+            raise ValueError(
+                f"{state} holds an interrupted run: go on with --resume {state}, or pass "
+                "--overwrite to start afresh"
+            )
+        state.unlink()
+    info = read_info(args.resume) if args.resume is not None else {}
+    options = settings_from_args(args, info.get("settings"))
+    model = args.model or info.get("architecture", "basic")
 
-    from ..checkpoint import save_weights
+    from ..engine import Cancelled
     from ..events import drain
     from ..training import iter_train
 
+    stop = threading.Event()
     events = iter_train(
-        args.images, args.model, val_images=args.val, init_weights=args.init_weights, **options
+        args.images,
+        model,
+        val_images=args.val,
+        init_weights=args.init_weights,
+        resume=args.resume,
+        state=state,
+        cancel=stop,
+        **options,
     )
     bar = _ProgressLine(sys.stderr)
-    result = drain(events, bar.show)
+    try:
+        with _stop_on_interrupt(stop):
+            result = drain(events, bar.show)
+    except Cancelled as exc:
+        bar.close()
+        kept = f"the run's state is in {state}; go on with --resume {state}"
+        print(f"{exc}; {kept if state.exists() else 'nothing was kept'}", file=sys.stderr)
+        return 130
     bar.close()
-    save_weights(args.output, result.model, result.metadata)
-    files[1].write_text(
-        json.dumps({"metadata": result.metadata, "history": result.history}, indent=1) + "\n",
-        encoding="utf-8",
-    )
-    if args.int8:
-        save_weights(files[2], result.model, result.metadata, dtype="int8")
+    result.save(args.output, int8=args.int8)
     meta = result.metadata
     summary = f"trained {meta['steps']} steps in {meta['elapsed_s']:.0f} s on {meta['device']}"
     if "best_val_psnr" in meta:
@@ -151,6 +195,25 @@ def run(args: argparse.Namespace) -> int:
     print(summary)
     print(f"wrote {', '.join(map(str, files))}")
     return 0
+
+
+@contextlib.contextmanager
+def _stop_on_interrupt(stop: threading.Event) -> Iterator[None]:
+    """Make the first Ctrl-C set ``stop`` (the run ends after its step); a second one aborts."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def first(signum: int, frame: object) -> None:
+        print("\nstopping after this step (Ctrl-C again to abort)", file=sys.stderr)
+        stop.set()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    previous = signal.signal(signal.SIGINT, first)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 class _ProgressLine:
