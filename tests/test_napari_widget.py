@@ -208,10 +208,10 @@ def test_tile_and_overlap_are_checked_as_they_are_typed(setup, qtbot):
 def test_cancel_stops_within_a_second_and_adds_no_layer(setup, qtbot):
     viewer, widget = setup
     run = _long_run(viewer, widget)
-    qtbot.waitUntil(lambda: widget.progress.bar.value() > 0, timeout=60_000)
+    qtbot.waitUntil(lambda: widget.progress_row.bar.value() > 0, timeout=60_000)
     layers = len(viewer.layers)
     start = time.monotonic()
-    widget.progress.cancel_button.click()
+    widget.progress_row.cancel_button.click()
     qtbot.waitUntil(lambda: run.done, timeout=1_000)
     assert time.monotonic() - start < 1.0
     assert run.status == "cancelled"
@@ -228,7 +228,7 @@ def test_runs_show_their_progress_in_napari_activity_dock(setup, qtbot):
         return [p for p in progress._all_instances if words in p.desc]
 
     run = _long_run(viewer, widget)
-    qtbot.waitUntil(lambda: widget.progress.bar.value() > 0, timeout=60_000)
+    qtbot.waitUntil(lambda: widget.progress_row.bar.value() > 0, timeout=60_000)
     [bar] = activity("Denoising 'big'")
     assert bar.total == 121 and 0 < bar.n <= bar.total  # 11 x 11 tiles of 32 px, stride 24
     widget.cancel()
@@ -237,7 +237,7 @@ def test_runs_show_their_progress_in_napari_activity_dock(setup, qtbot):
     train = widget.train
     train.set_settings(sources=["ihc"], steps=10_000, patch_size=32, batch_size=2, device="cpu")
     run = train.run()
-    qtbot.waitUntil(lambda: train.progress.bar.value() > 0, timeout=60_000)
+    qtbot.waitUntil(lambda: train.progress_row.bar.value() > 0, timeout=60_000)
     [bar] = activity("Training the basic model")
     assert bar.total == 10_000 and bar.n > 0 and "loss" in str(bar)
     train.cancel()
@@ -249,7 +249,7 @@ def test_removing_the_source_mid_run_is_reported_and_adds_nothing(setup, qtbot):
     viewer, widget = setup
     start = len(notification_manager.records)
     run = _long_run(viewer, widget)
-    qtbot.waitUntil(lambda: widget.progress.bar.value() > 0, timeout=60_000)
+    qtbot.waitUntil(lambda: widget.progress_row.bar.value() > 0, timeout=60_000)
     viewer.layers.remove("big")
     qtbot.waitUntil(lambda: run.done, timeout=5_000)
     assert run.status == "cancelled"
@@ -336,8 +336,8 @@ def test_lazy_rgba_and_grayscale_layers_stream_with_their_progress_in_tiles(
     viewer.add_image(da.from_array(ihc[..., 1], chunks=(32, 32)), name="grey")
     options = dict(tile_size=TILE, overlap=OVERLAP, device="cpu")
     formats: list[str] = []
-    widget.progress.bar.valueChanged.connect(
-        lambda *_: formats.append(widget.progress.bar.format())
+    widget.progress_row.bar.valueChanged.connect(
+        lambda *_: formats.append(widget.progress_row.bar.format())
     )
     for name, image in (("rgba", rgba), ("grey", ihc[..., 1])):
         widget.set_layer(name)
@@ -421,7 +421,9 @@ def test_train_section_trains_selects_and_saves_weights(setup, tmp_path, qtbot):
     assert run.status == "finished", run.message
     result = run.result
     assert len(result.history["loss"]) == 3
-    assert "loss" in train.progress.status.text() or "Trained" in train.progress.status.text()
+    assert (
+        "loss" in train.progress_row.status.text() or "Trained" in train.progress_row.status.text()
+    )
     plot = train.plot.history  # the live plot got every step and every validation
     assert plot["loss"] == result.history["loss"] and plot["val"] == result.history["val"][1:]
     assert widget.weights.path() == train.last_trained.path  # selected for Denoise at once
@@ -485,7 +487,7 @@ def test_train_cancel_keeps_no_weights(setup, qtbot):
     train.set_settings(sources=["ihc"], steps=10_000, patch_size=32, batch_size=2, device="cpu")
     known = widget.weights.combo.count()
     run = train.run()
-    qtbot.waitUntil(lambda: train.progress.bar.value() > 0, timeout=60_000)
+    qtbot.waitUntil(lambda: train.progress_row.bar.value() > 0, timeout=60_000)
     train.cancel()
     qtbot.waitUntil(lambda: run.done, timeout=5_000)
     assert run.status == "cancelled" and train.last_trained is None

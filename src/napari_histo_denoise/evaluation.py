@@ -1,6 +1,6 @@
 """Measured denoising quality: a model against the noisy input and classical denoisers.
 
-Protocol (``../shared/data/README.md``): Gaussian noise by
+Protocol (``docs/quality.md``): Gaussian noise by
 :func:`~napari_histo_denoise.noise.add_gaussian_noise` at each sigma with a fixed
 seed per crop (derived from ``seed``, the image name, the crop index and sigma, so
 the same crop gets the same noise in every run and for every method), PSNR and SSIM

@@ -86,3 +86,11 @@ def cancel_check(cancel: Any) -> Callable[[], bool]:
         f"cancel must be a threading.Event or a callable returning a bool, got "
         f"{type(cancel).__name__}"
     )
+
+
+def format_seconds(seconds: float) -> str:
+    """Format a duration as ``m:ss`` (or ``h:mm:ss``)."""
+    seconds = max(0, round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"

@@ -333,7 +333,7 @@ def add_gaussian_noise(image: np.ndarray, sigma: float, seed: Rng = None) -> np.
     """Add Gaussian noise by the project's evaluation protocol.
 
     ``skimage.util.random_noise(image, mode="gaussian", var=(sigma / 255) ** 2,
-    clip=True, rng=seed)`` (see ``../shared/data/README.md``).
+    clip=True, rng=seed)`` (the protocol of ``docs/quality.md``).
 
     Parameters
     ----------

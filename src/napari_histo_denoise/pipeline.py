@@ -230,8 +230,9 @@ def _into_ome_zarr(run, image, path: Path, signature, pyramid) -> Generator[Prog
     from .engine import run_bands
     from .slides.ome_zarr import OmeZarrSink
 
-    rows = run.plan.bands[0].out_stop  # each band writes whole rows of chunks
-    sink = OmeZarrSink(path, run.layout, signature=signature, chunk_rows=rows, **pyramid)
+    # Level-0 chunks of one band segment: each segment the engine finishes fills whole chunks.
+    block = (run.plan.bands[0].out_stop, run.plan.segments[0].out_stop)
+    sink = OmeZarrSink(path, run.layout, signature=signature, block=block, **pyramid)
     yield from run_bands(run, image, sink, first_band=sink.first_band)
     return (yield from sink.finish())
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from .tiling import TILE_MULTIPLE as _MODEL_MULTIPLE
 from .tiling import check_tiling
 
 #: Training modes: supervised on clean images with synthetic noise, or Neighbor2Neighbor.
@@ -36,8 +37,6 @@ TRAIN_PRESETS: dict[str, dict[str, object]] = {
 }
 #: Precision names (``"auto"``: bf16 on CUDA, else fp32).
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-
-_MODEL_MULTIPLE = 16  # models.SIZE_MULTIPLE, kept here so settings import no torch
 
 
 def _positive_int(name: str, value: object) -> None:

@@ -11,16 +11,10 @@ from typing import Any
 
 from qtpy.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
 
+from ..events import format_seconds
+
 #: Resolution of the bar (its range), independent of the unit counted.
 _STEPS = 1000
-
-
-def format_seconds(seconds: float) -> str:
-    """Format a duration as ``m:ss`` (or ``h:mm:ss``)."""
-    seconds = max(0, round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
 def time_left(done: int, total: int, elapsed_s: float) -> float | None:

@@ -44,7 +44,7 @@ def release_accelerator_memory() -> None:
         torch.cuda.empty_cache()
 
 
-_live_runs: weakref.WeakSet[Run] = weakref.WeakSet()
+_live_runs: weakref.WeakSet[BackgroundRun] = weakref.WeakSet()
 
 
 def _finish_runs_at_exit() -> None:
@@ -70,7 +70,7 @@ def guarded(job: Generator[Any, None, Any]) -> Generator[Any, None, Any]:
         release_accelerator_memory()
 
 
-class Run:
+class BackgroundRun:
     """One denoise or train run in a napari ``thread_worker``.
 
     Parameters
@@ -94,7 +94,7 @@ class Run:
         *,
         on_progress: Callable[[Any], None],
         on_result: Callable[[Any], Any],
-        on_done: Callable[[Run], None],
+        on_done: Callable[[BackgroundRun], None],
         what: str,
     ) -> None:
         from napari.qt.threading import create_worker

@@ -25,7 +25,7 @@ from qtpy.QtWidgets import (
 )
 
 from ..settings import MODEL_NAMES
-from .runs import Run
+from .runs import BackgroundRun
 
 if TYPE_CHECKING:
     import napari
@@ -95,7 +95,7 @@ class ModelSummaryPanel(QWidget):
         super().__init__()
         self.viewer = napari_viewer
         self.summaries: dict[str, ModelSummary] = {}
-        self.run: Run | None = None
+        self.run: BackgroundRun | None = None
         self._cache: dict[tuple[str, int, int], ModelSummary] = {}
         self._pending = False
 
@@ -217,7 +217,7 @@ class ModelSummaryPanel(QWidget):
         _, tile, batch = key
         self.busy.setVisible(True)
         self._set_buttons(False)
-        self.run = Run(
+        self.run = BackgroundRun(
             lambda cancel: _summaries_job(tile, batch),
             on_progress=lambda name: None,
             on_result=lambda found: self._store(tile, batch, found),
@@ -233,7 +233,7 @@ class ModelSummaryPanel(QWidget):
         for name, summary in found.items():
             self._cache[(name, tile, batch)] = summary
 
-    def _run_done(self, run: Run) -> None:
+    def _run_done(self, run: BackgroundRun) -> None:
         self.busy.setVisible(False)
         if self._pending:
             self.refresh()

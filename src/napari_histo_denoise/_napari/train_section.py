@@ -25,7 +25,7 @@ from .choosers import layer_combo, layer_select
 from .curve_plot import CurvePlot, napari_theme
 from .layers import find_image_layer, source_data
 from .progress_row import ProgressRow
-from .runs import Run
+from .runs import BackgroundRun
 from .session import TrainedWeights, trained_weights
 
 if TYPE_CHECKING:
@@ -46,7 +46,7 @@ class TrainSection(QGroupBox):
         super().__init__()
         self.viewer = viewer
         self.model_combo = model_combo
-        self.current_run: Run | None = None
+        self.current_run: BackgroundRun | None = None
         self.last_trained: TrainedWeights | None = None
         #: TrainSettings fields without a control (lr, device, seed, ...), set from code.
         self.extra: dict[str, Any] = {}
@@ -65,7 +65,7 @@ class TrainSection(QGroupBox):
         self.train_button = QPushButton("Train")
         self.save_button = QPushButton("Save weights…")
         self.save_button.setEnabled(False)
-        self.progress = ProgressRow("steps")
+        self.progress_row = ProgressRow("steps")
         self.plot = CurvePlot(napari_theme(viewer))
 
         noise_row = QHBoxLayout()
@@ -85,7 +85,7 @@ class TrainSection(QGroupBox):
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addLayout(buttons)
-        layout.addWidget(self.progress)
+        layout.addWidget(self.progress_row)
         layout.addWidget(self.plot)
 
         self._inputs = (
@@ -104,7 +104,7 @@ class TrainSection(QGroupBox):
             lambda kind: self.level_edit.setEnabled(kind != "mix")
         )
         self.train_button.clicked.connect(self.run)
-        self.progress.cancel_button.clicked.connect(self.cancel)
+        self.progress_row.cancel_button.clicked.connect(self.cancel)
         self.save_button.clicked.connect(self._ask_save)
         viewer.events.theme.connect(self._follow_theme)
 
@@ -170,7 +170,7 @@ class TrainSection(QGroupBox):
         """Whether a training run is in progress."""
         return self.current_run is not None and not self.current_run.done
 
-    def run(self) -> Run | None:
+    def run(self) -> BackgroundRun | None:
         """Train in a worker thread; returns the run (``.wait()`` gives the TrainResult)."""
         from napari.utils.notifications import show_error
 
@@ -194,8 +194,8 @@ class TrainSection(QGroupBox):
         self._set_running(True)
         self.plot.clear(settings.steps)
         names = ", ".join(layer.name for layer in layers)
-        self.progress.start(f"Training the {model} model on {names}…")
-        self.current_run = Run(
+        self.progress_row.start(f"Training the {model} model on {names}…")
+        self.current_run = BackgroundRun(
             functools.partial(
                 train_job, images, model, settings, val_images=val_images, init_weights=None
             ),
@@ -209,7 +209,7 @@ class TrainSection(QGroupBox):
     def cancel(self) -> None:
         """Cancel the running training (no weights are kept)."""
         if self.running:
-            self.progress.status.setText("Cancelling…")
+            self.progress_row.status.setText("Cancelling…")
             self.current_run.cancel()
 
     def save_weights(self, path: str | Path) -> Path:
@@ -236,7 +236,7 @@ class TrainSection(QGroupBox):
         extra = f"loss {event.loss:.4g}"
         if event.val_psnr is not None:
             extra += f" · val PSNR {event.val_psnr:.2f} dB"
-        self.progress.update_progress(event.step, event.steps, event.elapsed_s, extra)
+        self.progress_row.update_progress(event.step, event.steps, event.elapsed_s, extra)
         self.plot.add(event)
 
     def _on_result(self, outcome: Any) -> Any:
@@ -247,15 +247,17 @@ class TrainSection(QGroupBox):
         trained_weights.register(trained)  # Denoise's weights list selects it
         return result
 
-    def _on_done(self, run: Run) -> None:
+    def _on_done(self, run: BackgroundRun) -> None:
         self._set_running(False)
         self.save_button.setEnabled(self.last_trained is not None)
         if run.message:
-            self.progress.reset(run.message)
+            self.progress_row.reset(run.message)
         else:
             best = [v for v in run.result.history.get("val", []) if v.get("psnr") is not None]
             psnr = f", best val PSNR {max(v['psnr'] for v in best):.2f} dB" if best else ""
-            self.progress.reset(f"Trained: {self.last_trained.label}{psnr}. Selected for Denoise.")
+            self.progress_row.reset(
+                f"Trained: {self.last_trained.label}{psnr}. Selected for Denoise."
+            )
 
     def _follow_theme(self, event: Any = None) -> None:
         self.plot.set_theme(napari_theme(self.viewer))
@@ -263,7 +265,7 @@ class TrainSection(QGroupBox):
     def _set_running(self, running: bool) -> None:
         for widget in self._inputs:
             widget.setEnabled(not running)
-        self.progress.cancel_button.setEnabled(running)
+        self.progress_row.cancel_button.setEnabled(running)
 
     def _ask_save(self) -> None:
         path, _ = QFileDialog.getSaveFileName(

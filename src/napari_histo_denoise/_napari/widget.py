@@ -35,7 +35,7 @@ from . import preferences
 from .choosers import WeightsChooser, layer_combo
 from .layers import METADATA_KEY, add_result_layer, is_lazy, source_data, weights_label
 from .progress_row import ProgressRow
-from .runs import FINISHED, Run
+from .runs import FINISHED, BackgroundRun
 from .train_section import TrainSection
 
 if TYPE_CHECKING:
@@ -65,7 +65,7 @@ class HistoDenoiseWidget(QWidget):
     def __init__(self, napari_viewer: napari.Viewer) -> None:
         super().__init__()
         self.viewer = napari_viewer
-        self.current_run: Run | None = None
+        self.current_run: BackgroundRun | None = None
         self._source: Any = None
 
         self.layer_combo = layer_combo(napari_viewer)
@@ -91,7 +91,7 @@ class HistoDenoiseWidget(QWidget):
         )
         self.denoise_button = QPushButton("Denoise")
         self.summary_button = QPushButton("Model summary")
-        self.progress = ProgressRow("tiles")
+        self.progress_row = ProgressRow("tiles")
 
         form = QFormLayout()
         form.addRow("Image layer", self.layer_combo.native)
@@ -108,7 +108,7 @@ class HistoDenoiseWidget(QWidget):
         box_layout = QVBoxLayout(box)
         box_layout.addLayout(form)
         box_layout.addWidget(self.denoise_button)
-        box_layout.addWidget(self.progress)
+        box_layout.addWidget(self.progress_row)
         box_layout.addWidget(self.summary_button)
         self.train = TrainSection(napari_viewer, self.model_combo)
         layout = QVBoxLayout(self)
@@ -132,7 +132,7 @@ class HistoDenoiseWidget(QWidget):
             self.denoise_button,
         )
         self.denoise_button.clicked.connect(self.run)
-        self.progress.cancel_button.clicked.connect(self.cancel)
+        self.progress_row.cancel_button.clicked.connect(self.cancel)
         self.summary_button.clicked.connect(self.show_summary)
         self.model_combo.currentTextChanged.connect(self.weights.set_model)
         for signal in (
@@ -229,7 +229,7 @@ class HistoDenoiseWidget(QWidget):
         """Whether no background work (denoise, training, device listing) is in progress."""
         return not (self.running or self.train.running or self._listing_devices)
 
-    def run(self) -> Run | None:
+    def run(self) -> BackgroundRun | None:
         """Denoise the chosen layer in a worker thread; returns the run (``.wait()`` on it).
 
         Returns None (after an error notification) when the settings are not valid.
@@ -253,8 +253,8 @@ class HistoDenoiseWidget(QWidget):
         rgb, stream = bool(source.rgb), is_lazy(source)
         data = source_data(source)
         self._set_running(True)
-        self.progress.start(f"Denoising {source.name!r} with the {settings.model} model…")
-        self.current_run = Run(
+        self.progress_row.start(f"Denoising {source.name!r} with the {settings.model} model…")
+        self.current_run = BackgroundRun(
             functools.partial(denoise_job, data, settings, stream=stream, rgb=rgb),
             on_progress=self._on_progress,
             on_result=functools.partial(self._add_result, source),
@@ -266,7 +266,7 @@ class HistoDenoiseWidget(QWidget):
     def cancel(self) -> None:
         """Cancel the running denoise (no layer is added)."""
         if self.running:
-            self.progress.status.setText("Cancelling…")
+            self.progress_row.status.setText("Cancelling…")
             self.current_run.cancel()
 
     def show_summary(self) -> Any:
@@ -279,7 +279,9 @@ class HistoDenoiseWidget(QWidget):
 
     # ------------------------------------------------------------------ internals
     def _on_progress(self, event: Any) -> None:
-        self.progress.update_progress(event.done, event.total, event.elapsed_s, unit=event.unit)
+        self.progress_row.update_progress(
+            event.done, event.total, event.elapsed_s, unit=event.unit
+        )
 
     def _add_result(self, source: Any, outcome: Any) -> Any:
         record = {"source": source.name, **outcome.record}
@@ -295,18 +297,18 @@ class HistoDenoiseWidget(QWidget):
         self.show_summary()
         return layer
 
-    def _on_done(self, run: Run) -> None:
+    def _on_done(self, run: BackgroundRun) -> None:
         self._source = None
         self._set_running(False)
         if run.status != FINISHED:
-            self.progress.reset(run.message)
+            self.progress_row.reset(run.message)
             return
         record = run.result.metadata[METADATA_KEY]
-        self.progress.reset(
+        self.progress_row.reset(
             f"Done in {record['seconds']:.1f} s ({record['mpx_per_s'] or 0:.2f} Mpx/s on "
             f"{record['device']}): added {run.result.name!r}."
         )
-        self.progress.bar.setValue(self.progress.bar.maximum())
+        self.progress_row.bar.setValue(self.progress_row.bar.maximum())
 
     def _on_layer_removed(self, event: Any) -> None:
         # Compared by name: the widget sees layers through napari's public proxy.
@@ -319,7 +321,7 @@ class HistoDenoiseWidget(QWidget):
     def _set_running(self, running: bool) -> None:
         for widget in self._inputs:
             widget.setEnabled(not running)
-        self.progress.cancel_button.setEnabled(running)
+        self.progress_row.cancel_button.setEnabled(running)
 
     def _sync_summary(self, panel: Any = None) -> None:
         if panel is None:

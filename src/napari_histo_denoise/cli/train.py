@@ -11,6 +11,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+from ..events import format_seconds
 from ..settings import MODEL_NAMES, PRECISIONS, TRAIN_MODES, TRAIN_PRESETS, TrainSettings
 
 _DEFAULTS = TrainSettings.__dataclass_fields__  # one source for the defaults shown in --help
@@ -240,16 +241,10 @@ class _ProgressLine:
         line = f"[{bar}] step {event.step} ({event.fraction:.0%}) loss {event.loss:.5f}"
         if event.val_psnr is not None:
             line += f" val {event.val_psnr:.2f} dB (best {self.best:.2f})"
-        line += f" {_clock(event.elapsed_s)} elapsed, {_clock(eta)} left"
+        line += f" {format_seconds(event.elapsed_s)} elapsed, {format_seconds(eta)} left"
         self.stream.write(f"\r{line}\x1b[K" if self.tty else line + "\n")
         self.stream.flush()
 
     def close(self) -> None:
         if self.tty:
             self.stream.write("\n")
-
-
-def _clock(seconds: float) -> str:
-    minutes, secs = divmod(int(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"

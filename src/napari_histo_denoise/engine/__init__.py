@@ -19,6 +19,7 @@ yielding :class:`Progress` between batches. Every face reaches the engine throug
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Generator
 from pathlib import Path
@@ -76,10 +77,12 @@ def run_bands(
 ) -> Generator[Progress, None, None]:
     """Denoise ``image`` band by band into ``sink``, yielding a :class:`Progress` per batch.
 
-    ``first_band`` resumes a run whose earlier bands are in the sink already: they count as
-    done, and the band before it is computed again (its bottom seam completes
-    ``first_band``) but not written.
-    The sink's ``band_done(plane, index)``, when it has one, is called after each band.
+    Each band segment's finished pixels go to ``sink.write(plane, rows, columns, values,
+    source)`` as soon as they are done, so no full-width row buffer is kept beyond the
+    seams. ``first_band`` resumes a run whose earlier bands are in the sink already: they
+    count as done, and the band before it is computed again (its bottom seam completes
+    ``first_band``) but not written. The sink's ``band_done(plane, index)``, when it has
+    one, is called after each band written.
     """
     band_done = getattr(sink, "band_done", None)
     for plane in run.layout.planes:
@@ -88,15 +91,27 @@ def run_bands(
             if b < first_band - 1:
                 yield run.advance((plane, b), run.plan.band_tiles(band))
                 continue
-            pixels = run.pad_band(image[run.band_rows(plane, band)], plane, band)
-            top, middle, bottom = yield from run.band_parts(pixels, plane, b)
-            if b >= first_band:
-                rows = slice(band.start, band.out_stop)
-                sink.write(plane, rows, run.join(previous, top, middle, b), image)
-                if band_done is not None:
-                    band_done(plane, b)
+            bottom = run.bottom_strip(b)
+            emit = functools.partial(
+                _emit, run, sink if b >= first_band else None, image, plane, b, previous, bottom
+            )
+            read = functools.partial(run.read_block, image, plane, band)
+            yield from run.band_segments(read, plane, b, emit)
+            if b >= first_band and band_done is not None:
+                band_done(plane, b)
             previous = bottom
         first_band = 0
+
+
+def _emit(run, sink, image, plane, index, previous, bottom, columns, top, middle, bottom_part):
+    """Keep a segment's bottom seam for the next band; write its finished rows to the sink."""
+    bottom[:, :, columns] = bottom_part
+    if sink is None:  # a band computed again for its bottom seam only
+        return
+    seam = run.seam_rows(index, previous, top, columns)
+    values = middle if seam is None else np.concatenate([seam, middle])
+    band = run.plan.bands[index]
+    sink.write(plane, slice(band.start, band.out_stop), columns, values, image)
 
 
 def iter_denoise(

@@ -108,73 +108,90 @@ class DenoiseRun:
 
     def band_rows(self, plane: tuple[int, ...], band: Band) -> tuple[Any, ...]:
         """Index of the source rows a band reads (its denoised channels only)."""
-        size = self.layout.height
-        return (
-            *plane,
-            slice(min(band.start, size - 1), min(band.stop, size)),
-            *self.layout.colour,
-        )
+        return (*plane, span(band, self.layout.height), slice(None), *self.layout.colour)
 
-    def pad_band(self, rows: Any, plane: tuple[int, ...], band: Band) -> np.ndarray:
-        """The band's pixels as numpy, reflect-padded where tiles reach past a short image."""
-        rows = np.asarray(rows.compute() if isinstance(rows, da.Array) else rows)
-        if self.layout.dtype.kind == "f":  # band by band: no image-sized mask
-            check_finite(rows, (*plane, band.start))
-        size, width = self.layout.height, self.layout.width
-        if band.stop > size:
-            rows = rows[reflect_indices(band.start, band.stop, size) - band.start]
-        if self.plan.grid_x.padded > width:
-            rows = rows[:, reflect_indices(0, self.plan.grid_x.padded, width)]
-        return rows
+    def read_block(
+        self, image: Any, plane: tuple[int, ...], band: Band, segment: Band
+    ) -> np.ndarray:
+        """Read one band segment from the source (numpy, dask, zarr), padded for the tiles."""
+        rows, columns = span(band, self.layout.height), span(segment, self.layout.width)
+        pixels = image[(*plane, rows, columns, *self.layout.colour)]
+        return self.pad_block(pixels, plane, band, segment)
 
-    def band_parts(
-        self, pixels: np.ndarray, plane: tuple[int, ...], index: int
-    ) -> Generator[Progress, None, Parts]:
-        """Denoise one band's pixels, yielding a :class:`Progress` after each batch.
+    def pad_block(
+        self, pixels: Any, plane: tuple[int, ...], band: Band, segment: Band
+    ) -> np.ndarray:
+        """A segment's source pixels as numpy, reflect-padded where tiles reach past the image.
 
-        Returns the partial sums of the top seam, the finished middle rows, and the partial
-        sums of the bottom seam (seams as float32 CPU tensors, C x rows x width).
+        Float pixels are checked for NaN and infinite values here, block by block, so the
+        check never needs a mask of the whole image.
+        """
+        pixels = np.asarray(pixels.compute() if isinstance(pixels, da.Array) else pixels)
+        if self.layout.dtype.kind == "f":
+            check_finite(pixels, (*plane, band.start, segment.start))
+        height, width = self.layout.height, self.layout.width
+        if band.stop > height:
+            pixels = pixels[reflect_indices(band.start, band.stop, height) - band.start]
+        if segment.stop > width:
+            pixels = pixels[:, reflect_indices(segment.start, segment.stop, width) - segment.start]
+        return pixels
+
+    def band_segments(
+        self,
+        read: Callable[[Band], np.ndarray],
+        plane: tuple[int, ...],
+        index: int,
+        emit: Callable[[slice, torch.Tensor, np.ndarray, torch.Tensor], None],
+    ) -> Generator[Progress, None, None]:
+        """Denoise one band, segment by segment, yielding a :class:`Progress` after each batch.
+
+        ``read(segment)`` gives a segment's padded pixels (:meth:`pad_block`), so only one
+        segment of the band is in memory as pixels and as weighted sums at a time. For each
+        segment's finished columns ``emit(columns, top, middle, bottom)`` receives the partial
+        sums of the top seam, the finished middle rows (output dtype) and the partial sums of
+        the bottom seam (seams as float32 CPU tensors, C x rows x columns).
         """
         band = self.plan.bands[index]
         key = (plane, index)
         self.restart_band(key)
         denoiser = self.denoiser()
-        width, segments = self.layout.width, self.plan.segments
+        segments = self.plan.segments
         top_rows = band.seam_start - band.start
         middle_stop = min(band.seam_end, self.layout.height) - band.start
-        channels = 1 if pixels.ndim == 2 else 3
-        top = torch.zeros(channels, top_rows, width)
-        bottom = torch.zeros(channels, band.stop - band.seam_end, width)
-        middle = np.empty(
-            (middle_stop - top_rows, width, *pixels.shape[2:3]), dtype=self.layout.dtype
-        )
         carry = None  # partial sums of the columns shared with the previous segment
         for s, segment in enumerate(segments):
-            numerator = yield from denoiser.accumulate(
-                pixels[:, segment.start : segment.stop], band, segment, key
-            )
+            numerator = yield from denoiser.accumulate(read(segment), band, segment, key)
             if carry is not None:
                 numerator[:, :, : carry.shape[2]] += carry
             last = s == len(segments) - 1
-            cols = slice(segment.start, segment.out_stop if last else segment.seam_end)
-            done = cols.stop - cols.start
-            top[:, :, cols] = numerator[:, :top_rows, :done].cpu()
-            middle[:, cols] = self.finish(
-                numerator[:, top_rows:middle_stop, :done], band.seam_start, cols.start
+            columns = slice(segment.start, segment.out_stop if last else segment.seam_end)
+            done = columns.stop - columns.start
+            emit(
+                columns,
+                numerator[:, :top_rows, :done].cpu(),
+                self.finish(
+                    numerator[:, top_rows:middle_stop, :done], band.seam_start, columns.start
+                ),
+                numerator[:, band.seam_end - band.start :, :done].cpu(),
             )
-            bottom[:, :, cols] = numerator[:, band.seam_end - band.start :, :done].cpu()
             if not last:
                 carry = numerator[:, :, segment.seam_end - segment.start :]
-        return top, middle, bottom
 
-    def join(
-        self, previous_bottom: torch.Tensor | None, top: torch.Tensor, middle: np.ndarray, index
-    ) -> np.ndarray:
-        """Output rows of band ``index``: its top seam completed by the band above, then middle."""
-        if previous_bottom is None or top.shape[1] == 0:
-            return middle
-        seam = self.finish(previous_bottom + top, self.plan.bands[index].start, 0)
-        return np.concatenate([seam, middle], axis=0)
+    def seam_rows(
+        self, index: int, previous: torch.Tensor | None, top: torch.Tensor, columns: slice
+    ) -> np.ndarray | None:
+        """Band ``index``'s top seam in ``columns``, completed by the band above (None if none)."""
+        if previous is None or top.shape[1] == 0:
+            return None
+        return self.finish(
+            previous[:, :, columns] + top, self.plan.bands[index].start, columns.start
+        )
+
+    def bottom_strip(self, index: int) -> torch.Tensor:
+        """An empty full-width buffer for band ``index``'s bottom seam partial sums."""
+        band = self.plan.bands[index]
+        channels = 3 if self.layout.channels else 1
+        return torch.zeros(channels, band.stop - band.seam_end, self.layout.width)
 
     def finish(self, numerator: torch.Tensor, row0: int, col0: int) -> np.ndarray:
         """Divide by the summed weights, clip and convert to the input dtype (rows, cols[, C])."""
@@ -288,6 +305,11 @@ class BandDenoiser:
         self.batch //= 2
 
 
+def span(run: Band, size: int) -> slice:
+    """The source pixels a band or segment reads along an axis of ``size`` (before padding)."""
+    return slice(min(run.start, size - 1), min(run.stop, size))
+
+
 def check_finite(pixels: np.ndarray, origin: tuple[int, ...] = ()) -> None:
     """Refuse NaN and infinite values, saying how many there are and where the first is.
 
@@ -296,7 +318,7 @@ def check_finite(pixels: np.ndarray, origin: tuple[int, ...] = ()) -> None:
     pixels : numpy.ndarray
         The whole image, or rows of one plane.
     origin : tuple of int
-        Index of ``pixels``' first row in the image (plane indices, then the row); empty
+        Index of ``pixels``' first pixel in the image (plane indices, row, column); empty
         for the whole image.
 
     Raises
@@ -309,8 +331,9 @@ def check_finite(pixels: np.ndarray, origin: tuple[int, ...] = ()) -> None:
         return
     first = [int(i) for i in np.unravel_index(int(np.argmax(bad)), bad.shape)]
     if origin:
-        first = [*origin[:-1], origin[-1] + first[0], *first[1:]]
-        where = f"rows {origin[-1]}-{origin[-1] + len(pixels) - 1} hold"
+        *plane, row, column = origin
+        first = [*plane, row + first[0], column + first[1], *first[2:]]
+        where = f"rows {row}-{row + len(pixels) - 1} hold"
     else:
         where = "the image holds"
     raise ValueError(

@@ -72,8 +72,8 @@ class ImageLayout:
 
     @property
     def colour(self) -> tuple[slice, ...]:
-        """Index of the denoised channels within rows of a plane (RGB of RGBA, else all)."""
-        return (slice(None), slice(0, 3)) if self.channels == 4 else ()
+        """Index of the denoised channels after the Y and X indices (RGB of RGBA, else all)."""
+        return (slice(0, 3),) if self.channels == 4 else ()
 
     @property
     def planes(self) -> list[tuple[int, ...]]:

@@ -10,15 +10,33 @@ from typing import Any
 import dask
 import dask.array as da
 import numpy as np
+import torch
 from torch import nn
 
 from ..events import drain
-from .blending import DenoiseRun, Parts
+from .blending import DenoiseRun, Parts, span
 
 
 def _finish_band(run: DenoiseRun, rows: np.ndarray, plane: tuple[int, ...], index: int) -> Parts:
+    """One band from its rows (read by dask, full width): top seam, middle rows, bottom seam."""
     band = run.plan.bands[index]
-    return drain(run.band_parts(run.pad_band(rows, plane, band), plane, index))
+    parts: list[tuple] = []
+
+    def read(segment):
+        return run.pad_block(rows[:, span(segment, run.layout.width)], plane, band, segment)
+
+    def keep(columns, top, middle, bottom):
+        parts.append((top, middle, bottom))
+
+    drain(run.band_segments(read, plane, index, keep))
+    tops, middles, bottoms = zip(*parts, strict=True)
+    return torch.cat(tops, 2), np.concatenate(middles, 1), torch.cat(bottoms, 2)
+
+
+def _join(run: DenoiseRun, previous: Any, top: Any, middle: np.ndarray, index: int) -> np.ndarray:
+    """A band's output rows: its top seam completed by the band above, then its middle."""
+    seam = run.seam_rows(index, previous, top, slice(0, run.layout.width))
+    return middle if seam is None else np.concatenate([seam, middle])
 
 
 def denoise(
@@ -104,7 +122,7 @@ def denoise(
     name = f"histo-denoise-{uuid.uuid4().hex[:12]}"
     shared = dask.delayed(run, name=f"{name}-run", traverse=False)
     compute = dask.delayed(_finish_band, nout=3, pure=True)
-    join = dask.delayed(DenoiseRun.join, pure=True)
+    join = dask.delayed(_join, pure=True)
     planes = []
     for plane in layout.planes:
         chunks, previous = [], None

@@ -1,6 +1,6 @@
 """Where finished rows go: a numpy or zarr array in the image's layout, or a zarr store.
 
-A sink takes the finished rows of each band (:meth:`ArraySink.write`) in order; the
+A sink takes the finished pixels of each band segment (:meth:`ArraySink.write`); the
 engine's eager loop (:func:`napari_histo_denoise.engine.run_bands`) feeds it. The OME-Zarr
 pyramid sink, which also resumes and builds the lower levels, lives with the slide code
 (:mod:`napari_histo_denoise.slides.ome_zarr`); both share this interface.
@@ -30,17 +30,25 @@ class ArraySink:
             )
         self.out, self.layout = out, layout
 
-    def write(self, plane: tuple[int, ...], rows: slice, values: np.ndarray, source: Any) -> None:
-        """Store the denoised ``values`` of ``rows`` of ``plane`` (alpha from ``source``)."""
-        self.out[(*plane, rows)] = with_alpha(self.layout, plane, rows, values, source)
+    def write(
+        self,
+        plane: tuple[int, ...],
+        rows: slice,
+        columns: slice,
+        values: np.ndarray,
+        source: Any,
+    ) -> None:
+        """Store the denoised ``values`` of a block of ``plane`` (alpha from ``source``)."""
+        block = (*plane, rows, columns)
+        self.out[block] = with_alpha(self.layout, block, values, source)
 
 
 def with_alpha(
-    layout: ImageLayout, plane: tuple[int, ...], rows: slice, values: np.ndarray, source: Any
+    layout: ImageLayout, block: tuple[Any, ...], values: np.ndarray, source: Any
 ) -> np.ndarray:
-    """Denoised rows with the source's alpha channel appended (RGBA); others unchanged."""
+    """Denoised pixels of ``block`` with the source's alpha appended (RGBA); others unchanged."""
     if layout.channels != 4:
         return values
-    alpha = source[(*plane, rows, slice(None), slice(3, 4))]
+    alpha = source[(*block, slice(3, 4))]
     alpha = np.asarray(alpha.compute() if isinstance(alpha, da.Array) else alpha)
     return np.concatenate([values, alpha.astype(values.dtype, copy=False)], axis=-1)

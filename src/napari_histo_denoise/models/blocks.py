@@ -10,12 +10,14 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..tiling import TILE_MULTIPLE
+
 #: Negative slope of every LeakyReLU. The seed report names the layer type only;
 #: 0.2 is the customary slope for image autoencoders of this design.
 LEAKY_SLOPE = 0.2
 
 #: Each model halves the resolution four times, so H and W must divide by 16.
-SIZE_MULTIPLE = 16
+SIZE_MULTIPLE = TILE_MULTIPLE
 
 
 def conv_bn_act(in_ch: int, out_ch: int, *, kernel: int = 3, stride: int = 1) -> list[nn.Module]:

@@ -42,15 +42,15 @@ def create_level(
     shape: tuple[int, ...],
     dtype: Any,
     chunk: int,
-    chunk_rows: int | None = None,
+    block: tuple[int, int] | None = None,
 ) -> Any:
     """Create level ``index`` of a ``(Y, X[, C])`` image in ``group``, stored channels first.
 
-    Chunks are ``chunk`` square, or ``chunk_rows`` high when given (so that writers of
-    whole bands of rows fill whole chunks).
+    Chunks are ``chunk`` square, or ``block`` (rows, columns) when given, so that a writer
+    of whole blocks fills whole chunks.
     """
     disk_shape = (shape[2], *shape[:2]) if len(shape) == 3 else tuple(shape)
-    spatial = (chunk_rows or chunk, chunk)
+    spatial = block or (chunk, chunk)
     chunks = (shape[2], *spatial) if len(shape) == 3 else spatial
     return group.create_array(
         str(index),
@@ -240,10 +240,10 @@ class OmeZarrSink:
     The store is written under ``<path>.partial``. With a ``signature`` (what makes two
     runs the same: input, model, tiling, mask), the bands a previous run of the same job
     finished there are kept and :attr:`first_band` says where to go on; any other partial
-    store is replaced. Level 0's chunks are ``chunk_rows`` high (the engine's band height,
-    so each band fills whole chunks) by ``chunk`` wide. :meth:`finish` builds the lower
-    levels and the metadata and renames the store to ``path``; a failed or cancelled run
-    keeps ``<path>.partial`` for a resume.
+    store is replaced. Level 0's chunks are one ``block`` (the engine's band segment, so
+    each segment fills whole chunks; default ``chunk`` square), the other levels' ``chunk``
+    square. :meth:`finish` builds the lower levels and the metadata and renames the store to
+    ``path``; a failed or cancelled run keeps ``<path>.partial`` for a resume.
 
     Raises
     ------
@@ -258,7 +258,7 @@ class OmeZarrSink:
         *,
         signature: dict[str, Any] | None,
         chunk: int = BLOCK_SIZE,
-        chunk_rows: int | None = None,
+        block: tuple[int, int] | None = None,
         mpp: float | None = None,
         n_levels: int | None = None,
         name: str | None = None,
@@ -281,9 +281,7 @@ class OmeZarrSink:
         if self.done:
             self.level0 = self.group["0"]
         else:
-            self.level0 = create_level(
-                self.group, 0, layout.shape, layout.dtype, chunk, chunk_rows
-            )
+            self.level0 = create_level(self.group, 0, layout.shape, layout.dtype, chunk, block)
             self._save_state()
 
     @property
@@ -294,12 +292,19 @@ class OmeZarrSink:
             band += 1
         return band
 
-    def write(self, plane: tuple[int, ...], rows: slice, values: np.ndarray, source: Any) -> None:
-        values = with_alpha(self.layout, plane, rows, values, source)
+    def write(
+        self,
+        plane: tuple[int, ...],
+        rows: slice,
+        columns: slice,
+        values: np.ndarray,
+        source: Any,
+    ) -> None:
+        values = with_alpha(self.layout, (*plane, rows, columns), values, source)
         if values.ndim == 3:  # stored channels first
-            self.level0[:, rows] = np.moveaxis(values, -1, 0)
+            self.level0[:, rows, columns] = np.moveaxis(values, -1, 0)
         else:
-            self.level0[rows] = values
+            self.level0[rows, columns] = values
 
     def band_done(self, plane: tuple[int, ...], index: int) -> None:
         self.done.add(index)
