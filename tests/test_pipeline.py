@@ -12,7 +12,7 @@ from torch import nn
 
 from napari_histo_denoise import checkpoint
 from napari_histo_denoise.cli import main
-from napari_histo_denoise.engine import denoise, iter_denoise, model_cache
+from napari_histo_denoise.engine import Cancelled, denoise, iter_denoise, make_run, model_cache
 from napari_histo_denoise.events import drain
 from napari_histo_denoise.io import read_image
 from napari_histo_denoise.models import build_model
@@ -147,3 +147,104 @@ def test_picture_output_of_a_grey_image(tmp_path):
     grey = data.camera()[:100, :120]
     written = denoise_into(grey, tmp_path / "g.png", model=Blur(), **KW)
     np.testing.assert_array_equal(io.imread(written), denoise_into(grey, model=Blur(), **KW))
+
+
+@pytest.fixture
+def small_blocks(monkeypatch):
+    """Blocks of about 64 x 64 tiles' worth of accumulator: every route cuts segments."""
+    from napari_histo_denoise.engine import geometry
+
+    monkeypatch.setattr(geometry, "BLOCK_BYTES", 150 * 150 * 12)
+
+
+@pytest.mark.parametrize("shape", [(300, 420, 3), (260, 390, 4)])
+def test_segments_and_square_blocks_blend_exactly_like_the_whole_image(small_blocks, shape):
+    image = _image(shape, np.uint8)
+    eager = make_run(image, Blur(), None, **KW)
+    lazy = make_run(image, Blur(), None, square_blocks=False, **KW)
+    for run in (eager, lazy):
+        assert len(run.plan.segments) > 1 and len(run.plan.bands) > 1
+    assert len(eager.plan.bands) < len(lazy.plan.bands)  # square: fewer, taller bands
+    # A 3 x 3 blur reaches 1 px, inside the overlap: tiled must equal the whole image.
+    rgb = torch.from_numpy(image[..., :3]).permute(2, 0, 1)[None].float() / 255
+    with torch.no_grad():
+        whole = (Blur()(rgb)[0].permute(1, 2, 0).clamp(0, 1) * 255).round().numpy()
+    for result in (
+        drain(iter_denoise(image, Blur(), **KW)),
+        denoise(image, Blur(), **KW).compute(),
+    ):
+        np.testing.assert_array_equal(result[..., :3], whole.astype(np.uint8))
+        np.testing.assert_array_equal(result[..., 3:], image[..., 3:])  # alpha, if any
+
+
+def test_a_cut_short_run_resumes_across_bands_and_segments(tmp_path, small_blocks):
+    image = _image((700, 520, 3), np.uint8)
+    plan = make_run(image, Blur(), None, **KW).plan
+    assert len(plan.bands) > 2 and len(plan.segments) > 1
+    two_bands = plan.band_tiles(plan.bands[0]) + plan.band_tiles(plan.bands[1])
+    calls = []
+
+    class Counting(Blur):
+        def forward(self, x):
+            calls.append(len(x))
+            return super().forward(x)
+
+    out, model = tmp_path / "r.ome.zarr", Counting()
+    with pytest.raises(Cancelled):  # inside the third band: two are in the store
+        denoise_into(image, out, model=model, cancel=lambda: sum(calls) > two_bands, **KW)
+    calls.clear()
+    denoise_into(image, out, model=model, **KW)
+    # the second band is computed again (its bottom seam), the first is not
+    assert sum(calls) == plan.total - plan.band_tiles(plan.bands[0])
+    levels, _ = read_image(out)
+    level0 = np.asarray(levels[0] if isinstance(levels, list) else levels)
+    np.testing.assert_array_equal(level0, drain(iter_denoise(image, Blur(), **KW)))
+
+
+def test_bad_requests_are_refused_before_any_work(tmp_path):
+    stack = _image((3, 80, 90), np.uint8)
+    with pytest.raises(ValueError, match="a tissue mask applies to one 2-D image"):
+        denoise_into(stack, model=Blur(), tissue_only=True, **KW)
+    floats = _image((80, 90, 3), np.float32)
+    with pytest.raises(ValueError, match="picture holds 8-bit pixels, the image is float32"):
+        denoise_into(floats, tmp_path / "f.png", model=Blur(), **KW)
+    with pytest.raises(ValueError, match="JPEG has no alpha channel"):
+        denoise_into(_image((80, 90, 4), np.uint8), tmp_path / "a.jpg", model=Blur(), **KW)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cancel_is_heard_where_every_tile_is_skipped():
+    image = _image((200, 200, 3), np.uint8)
+    with pytest.raises(Cancelled):
+        denoise_into(image, model=Blur(), mask=np.zeros((4, 4)), cancel=lambda: True, **KW)
+
+
+def test_a_partial_store_of_another_plan_is_not_resumed(tmp_path, monkeypatch):
+    from napari_histo_denoise.engine import geometry
+
+    image = _image((700, 520, 3), np.uint8)
+    out = tmp_path / "p.ome.zarr"
+    monkeypatch.setattr(geometry, "BLOCK_BYTES", 150 * 150 * 12)
+    calls = []
+
+    class Counting(Blur):
+        def forward(self, x):
+            calls.append(len(x))
+            return super().forward(x)
+
+    with pytest.raises(Cancelled):
+        denoise_into(image, out, model=Counting(), cancel=lambda: sum(calls) > 150, **KW)
+    monkeypatch.undo()  # another plan (e.g. after an upgrade): the old bands do not fit
+    calls.clear()
+    denoise_into(image, out, model=Counting(), **KW)
+    assert sum(calls) == make_run(image, Blur(), None, **KW).plan.total  # started afresh
+    levels, _ = read_image(out)
+    level0 = np.asarray(levels[0] if isinstance(levels, list) else levels)
+    np.testing.assert_array_equal(level0, drain(iter_denoise(image, Blur(), **KW)))
+
+
+def test_a_stale_partial_zarr_is_replaced(tmp_path):
+    image = _image((80, 90, 3), np.uint8)
+    zarr.create_array(str(tmp_path / "o.zarr.partial"), shape=(2, 2), dtype="uint8")
+    written = denoise_into(image, tmp_path / "o.zarr", model=Blur(), **KW)
+    assert zarr.open_array(written, mode="r").shape == image.shape

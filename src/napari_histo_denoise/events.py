@@ -1,7 +1,7 @@
 """Drive the progress generators of long jobs (denoise, train, slides).
 
-Long work is a generator that yields progress events and *returns* its result; these
-helpers run one to the end or re-yield its events in another form.
+Long work is a generator that yields progress events and *returns* its result; :func:`drain`
+runs one to the end. Also the events themselves, the cancel request and a time format.
 """
 
 from __future__ import annotations
@@ -49,18 +49,6 @@ def drain(
             return stop.value
         if on_event is not None:
             on_event(event)
-
-
-def relay(
-    events: Generator[Event, None, Result], convert: Callable[[Event], Any]
-) -> Generator[Any, None, Result]:
-    """Yield ``convert(event)`` for each event of ``events``; return its return value."""
-    while True:
-        try:
-            event = next(events)
-        except StopIteration as stop:
-            return stop.value
-        yield convert(event)
 
 
 def cancel_check(cancel: Any) -> Callable[[], bool]:

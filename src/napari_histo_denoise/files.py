@@ -52,22 +52,17 @@ def publish(partial: str | os.PathLike, path: str | os.PathLike) -> Path:
 
 
 @contextlib.contextmanager
-def atomic_output(path: str | os.PathLike, *, keep_partial: bool = False) -> Iterator[Path]:
+def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
     """Yield the partial path to write; publish it on success, delete it on failure.
 
-    Parameters
-    ----------
-    path : str or os.PathLike
-        The final output.
-    keep_partial : bool
-        Keep the partial output when the block fails or is cancelled, for a resumable
-        run to continue from.
+    A partial output left by a killed process is deleted first. (The resumable OME-Zarr
+    sink keeps its partial store on failure instead; see ``slides.ome_zarr.OmeZarrSink``.)
     """
     partial = partial_path(path)
+    remove(partial)
     try:
         yield partial
     except BaseException:
-        if not keep_partial:
-            remove(partial)
+        remove(partial)
         raise
     publish(partial, path)

@@ -110,7 +110,8 @@ def iter_denoise_into(
     mpp : float, optional
         Microns per pixel for pyramid outputs (default: from the source file).
     n_levels, chunk : int, optional
-        Pyramid depth and chunk edge of pyramid outputs.
+        Pyramid depth, and the chunk edge of its lower levels (level 0 of an OME-Zarr output
+        is chunked by band segment, so that each one the engine finishes fills whole chunks).
     resume : bool
         An OME-Zarr output continues a previous run of the same job from its
         ``<destination>.partial`` store; False starts afresh.
@@ -138,10 +139,13 @@ def iter_denoise_into(
         check_target(destination, overwrite)
     levels, meta = _levels(source)
     image = levels[0]
-    if kind == "picture" and not (
-        image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (3, 4))
-    ):
-        raise ValueError(f"a picture holds one 2-D image; got shape {tuple(image.shape)}")
+    if kind == "picture":
+        _check_picture(Path(destination), image)
+    stack = len(image.shape) > 2 + (image.shape[-1] in (3, 4))
+    if (tissue_only or mask is not None) and stack:
+        raise ValueError(
+            f"a tissue mask applies to one 2-D image (Y, X[, C]); got shape {tuple(image.shape)}"
+        )
     tissue = _tissue(levels, tissue_only, mask)
     run = make_run(
         image,
@@ -182,7 +186,7 @@ def iter_denoise_into(
             from .slides.resume import run_signature
 
             origin = str(meta.get("path", "array"))
-            signature = run_signature(image, origin, run.settings, tissue, pyramid["chunk"])
+            signature = run_signature(image, origin, run, pyramid["chunk"])
         return (yield from _into_ome_zarr(run, image, Path(destination), signature, pyramid))
     return (yield from _into_ome_tiff(run, image, Path(destination), pyramid))
 
@@ -251,6 +255,21 @@ def _into_ome_tiff(run, image, path: Path, pyramid) -> Generator[Progress, None,
         data, _ = read_image(store)
         write_ome_tiff(as_levels(data), path, mpp=pyramid["mpp"], overwrite=True)
     return path
+
+
+def _check_picture(path: Path, image: Any) -> None:
+    """Refuse, before any work, what a PNG or JPEG cannot hold."""
+    shape = tuple(image.shape)
+    channels = shape[2] if len(shape) == 3 else 1
+    if len(shape) not in (2, 3) or channels not in (1, 3, 4):
+        raise ValueError(f"a picture holds one 2-D image (Y, X[, 3|4]); got shape {shape}")
+    if np.dtype(image.dtype) != np.uint8:
+        raise ValueError(
+            f"{path.name}: a picture holds 8-bit pixels, the image is {np.dtype(image.dtype)}; "
+            "write .ome.tif or .zarr to keep its values"
+        )
+    if channels == 4 and path.suffix.lower() in (".jpg", ".jpeg"):
+        raise ValueError(f"{path.name}: JPEG has no alpha channel; write .png")
 
 
 def _save_picture(path: Path, suffix: str, image: np.ndarray) -> None:

@@ -78,8 +78,8 @@ class DenoiseSettings:
     Parameters
     ----------
     model : {"basic", "deep"} or torch.nn.Module
-        Architecture name (then ``weights`` is required) or any module mapping
-        N x 3 x H x W floats in [0, 1] to the same shape.
+        Architecture name (with ``weights``, or the package's bundled weights) or any module
+        mapping N x 3 x H x W floats in [0, 1] to the same shape.
     weights : path, state dict or None
         Trained weights for a named model: a safetensors/PyTorch file or a state dict.
         ``None`` for a named model means the weights bundled with the package (see

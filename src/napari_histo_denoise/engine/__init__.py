@@ -13,8 +13,10 @@ dask graph of :func:`denoise`), :mod:`.sinks` (where finished rows go).
 
 :func:`denoise` returns a lazy dask array with two tasks per band (compute, join), never one
 task per tile; :func:`iter_denoise` and :func:`run_bands` run the same band code in order,
-yielding :class:`Progress` between batches. Every face reaches the engine through
-:func:`napari_histo_denoise.pipeline.iter_denoise_into`.
+yielding :class:`Progress` between batches. The faces' routes from a source to a
+destination (the widget, ``histo-denoise denoise``, slides) go through
+:func:`napari_histo_denoise.pipeline.iter_denoise_into`; helpers that denoise an in-memory
+crop (evaluation, the demo, the before/after picture) call :func:`denoise` directly.
 """
 
 from __future__ import annotations
@@ -63,13 +65,18 @@ def make_run(
     progress: Callable[[int, int], object] | None = None,
     cancel: Any = None,
     tissue: np.ndarray | None = None,
+    square_blocks: bool = True,
     **options: Any,
 ) -> DenoiseRun:
-    """Validate the settings and make the run (the model is loaded now, once)."""
+    """Validate the settings and make the run (the model is loaded now, once).
+
+    ``square_blocks`` cuts images too wide for whole-width bands into square-ish blocks
+    (the eager runs); the lazy result keeps bands of one tile row (see :class:`TilePlan`).
+    """
     if isinstance(options.get("device"), torch.device):
         options["device"] = str(options["device"])
     settings = DenoiseSettings(model=model, weights=weights, **options)
-    return DenoiseRun(image, settings, progress, cancel, tissue)
+    return DenoiseRun(image, settings, progress, cancel, tissue, square_blocks)
 
 
 def run_bands(
@@ -85,33 +92,39 @@ def run_bands(
     one, is called after each band written.
     """
     band_done = getattr(sink, "band_done", None)
+    if first_band >= len(run.plan.bands):  # a resumed run with every band in the sink
+        yield run.advance("done", run.total)
+        return
     for plane in run.layout.planes:
-        previous = None
+        strip, previous = run.seam_strip(), False  # bottom seams, one band's at a time
         for b, band in enumerate(run.plan.bands):
             if b < first_band - 1:
                 yield run.advance((plane, b), run.plan.band_tiles(band))
                 continue
-            bottom = run.bottom_strip(b)
             emit = functools.partial(
-                _emit, run, sink if b >= first_band else None, image, plane, b, previous, bottom
+                _emit, run, sink if b >= first_band else None, image, plane, b, strip, previous
             )
             read = functools.partial(run.read_block, image, plane, band)
             yield from run.band_segments(read, plane, b, emit)
             if b >= first_band and band_done is not None:
                 band_done(plane, b)
-            previous = bottom
+            previous = True
         first_band = 0
 
 
-def _emit(run, sink, image, plane, index, previous, bottom, columns, top, middle, bottom_part):
-    """Keep a segment's bottom seam for the next band; write its finished rows to the sink."""
-    bottom[:, :, columns] = bottom_part
-    if sink is None:  # a band computed again for its bottom seam only
-        return
-    seam = run.seam_rows(index, previous, top, columns)
-    values = middle if seam is None else np.concatenate([seam, middle])
-    band = run.plan.bands[index]
-    sink.write(plane, slice(band.start, band.out_stop), columns, values, image)
+def _emit(run, sink, image, plane, index, strip, previous, columns, top, middle, bottom):
+    """Write a segment's finished rows to the sink; keep its bottom seam for the next band.
+
+    The band above's bottom seam in ``columns`` is read from ``strip`` before this band's
+    takes its place there, so one full-width strip serves every band.
+    """
+    if sink is not None:  # else a band computed again for its bottom seam only
+        above = strip[:, : top.shape[1]] if previous else None
+        seam = run.seam_rows(index, above, top, columns)
+        values = middle if seam is None else np.concatenate([seam, middle])
+        band = run.plan.bands[index]
+        sink.write(plane, slice(band.start, band.out_stop), columns, values, image)
+    strip[:, : bottom.shape[1], columns] = bottom
 
 
 def iter_denoise(

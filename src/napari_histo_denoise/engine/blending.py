@@ -2,11 +2,12 @@
 
 A :class:`DenoiseRun` holds what a call decided (plan, model source, progress and cancel)
 and is shipped once to each dask worker; its :class:`BandDenoiser` (one per process) runs
-the batches. A band of tile rows is read whole; its tile columns are denoised segment by
-segment, each segment's weighted sums completed by the one before it (the shared columns)
-and its finished pixels divided by the summed weights. The band's top and bottom seams (the
-rows shared with its neighbours) are returned as partial sums and completed by
-:meth:`DenoiseRun.join` when the neighbouring band is done, so no tile is computed twice.
+the batches. A band of tile rows is denoised segment by segment (segments of tile columns,
+each read on its own), each segment's weighted sums completed by the one before it (the
+shared columns) and its finished pixels divided by the summed weights. A band's top and
+bottom seams (the rows shared with its neighbours) are passed on as partial sums and
+completed by :meth:`DenoiseRun.seam_rows` once the band above is done, so no tile is
+computed twice.
 """
 
 from __future__ import annotations
@@ -45,13 +46,19 @@ class DenoiseRun:
         progress: Callable[[int, int], object] | None = None,
         cancel: Any = None,
         tissue: np.ndarray | None = None,
+        square_blocks: bool = True,
     ) -> None:
         if progress is not None and not callable(progress):
             raise ValueError("progress must be a callable taking (done, total)")
         self.is_cancelled = cancel_check(cancel)
         layout = ImageLayout.of(image)
         self.plan = TilePlan(
-            layout, settings.tile_size, settings.overlap, settings.batch_size, tissue
+            layout,
+            settings.tile_size,
+            settings.overlap,
+            settings.batch_size,
+            tissue,
+            square_blocks=square_blocks,
         )
         self.layout = layout
         self.settings = settings
@@ -166,16 +173,17 @@ class DenoiseRun:
             last = s == len(segments) - 1
             columns = slice(segment.start, segment.out_stop if last else segment.seam_end)
             done = columns.stop - columns.start
+            # Copies: views would keep the segment's sums alive (.cpu() copies nothing on a CPU).
             emit(
                 columns,
-                numerator[:, :top_rows, :done].cpu(),
+                numerator[:, :top_rows, :done].cpu().clone(),
                 self.finish(
                     numerator[:, top_rows:middle_stop, :done], band.seam_start, columns.start
                 ),
-                numerator[:, band.seam_end - band.start :, :done].cpu(),
+                numerator[:, band.seam_end - band.start :, :done].cpu().clone(),
             )
             if not last:
-                carry = numerator[:, :, segment.seam_end - segment.start :]
+                carry = numerator[:, :, segment.seam_end - segment.start :].clone()
 
     def seam_rows(
         self, index: int, previous: torch.Tensor | None, top: torch.Tensor, columns: slice
@@ -187,11 +195,11 @@ class DenoiseRun:
             previous[:, :, columns] + top, self.plan.bands[index].start, columns.start
         )
 
-    def bottom_strip(self, index: int) -> torch.Tensor:
-        """An empty full-width buffer for band ``index``'s bottom seam partial sums."""
-        band = self.plan.bands[index]
+    def seam_strip(self) -> torch.Tensor:
+        """A full-width buffer for the bottom seam partial sums of any band of the plan."""
+        rows = max(band.stop - band.seam_end for band in self.plan.bands)
         channels = 3 if self.layout.channels else 1
-        return torch.zeros(channels, band.stop - band.seam_end, self.layout.width)
+        return torch.zeros(channels, rows, self.layout.width)
 
     def finish(self, numerator: torch.Tensor, row0: int, col0: int) -> np.ndarray:
         """Divide by the summed weights, clip and convert to the input dtype (rows, cols[, C])."""
@@ -250,6 +258,7 @@ class BandDenoiser:
         Skipped tiles (the plan's skip mask) add their input instead of the model's output.
         """
         run, plan = self.run, self.run.plan
+        run.check_cancel()  # also between segments whose tiles are all skipped
         image = self.to_device(pixels)
         numerator = torch.zeros_like(image)
         gray = image.shape[0] == 1

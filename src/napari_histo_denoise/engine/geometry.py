@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ..tiling import Band, axis_grid, plan_bands
+from ..tiling import AxisGrid, Band, axis_grid, plan_bands
 
 #: Input dtypes and the value that maps to 1.0 (floats are taken as [0, 1] and clipped).
 DTYPE_SCALE = {
@@ -27,7 +27,7 @@ DTYPE_SCALE = {
 BAND_TILES = 64
 #: Upper bound of the float32 accumulator of one band segment, in bytes.
 BLOCK_BYTES = 64 * 2**20
-_CHANNELS = 3  # the models' colour channels (grey planes are run as three equal ones)
+_PIXEL = 3 * 4  # accumulator bytes per pixel: three float32 channels (grey runs as three)
 
 
 @dataclass(frozen=True)
@@ -96,6 +96,11 @@ class TilePlan:
         A 2-D mask of the plane, at any resolution (nonzero: tissue). Tiles that touch no
         tissue are skipped: they pass their input through, blended like any tile, so the
         output is the input wherever only skipped tiles reach. ``None`` skips none.
+    square_blocks : bool
+        How to cut an image too wide for whole-width bands: into square-ish blocks of about
+        ``BLOCK_BYTES`` (bands of several tile rows, segments of as many columns), which read
+        each source chunk fewer times; else into bands of one tile row (the lazy result,
+        whose tasks read whole bands, keeps those small).
     """
 
     def __init__(
@@ -105,32 +110,49 @@ class TilePlan:
         overlap: int,
         batch_size: int | None = None,
         tissue: np.ndarray | None = None,
+        *,
+        square_blocks: bool = False,
     ) -> None:
         self.layout = layout
         self.grid_y = axis_grid(layout.height, tile_size, overlap)
         self.grid_x = axis_grid(layout.width, tile_size, overlap)
         ny, nx = len(self.grid_y.starts), len(self.grid_x.starts)
         self.skip = None if tissue is None else ~self.tiles_over(tissue)
-        self.segments = plan_bands(self.grid_x, self._segment_tiles())
-        columns = max(s.stop_tile - s.first_tile for s in self.segments)
-        width = max(s.stop - s.start for s in self.segments)
-        stride = max(1, self.grid_y.tile - self.grid_y.overlap)
-        rows = min(
-            math.ceil(max(BAND_TILES, batch_size or 0) / columns),
-            max(1, BLOCK_BYTES // (stride * width * _CHANNELS * 4)),
-        )
+        rows = math.ceil(max(BAND_TILES, batch_size or 0) / nx)
+        columns = nx
+        if self._block_bytes(rows, columns) > BLOCK_BYTES:  # too wide for whole-width bands
+            side = math.isqrt(
+                BLOCK_BYTES // (self._stride(self.grid_y) * self._stride(self.grid_x) * _PIXEL)
+            )
+            columns = max(1, min(nx, side if square_blocks else self._fitting_columns(1)))
+            rows = max(
+                1,
+                BLOCK_BYTES
+                // (self._stride(self.grid_y) * self._span(self.grid_x, columns) * _PIXEL),
+            )
+        self.segments = plan_bands(self.grid_x, columns)
         self.bands = plan_bands(self.grid_y, rows)
         self.tiles_per_plane = ny * nx
         self.total = math.prod(layout.leading) * self.tiles_per_plane
 
-    def _segment_tiles(self) -> int:
-        """Tile columns per segment: a one-row band segment fits in ``BLOCK_BYTES``."""
-        grid = self.grid_x
-        if len(grid.starts) == 1:  # a short axis: one tile, maybe narrower than the overlap
-            return 1
-        stride = grid.tile - grid.overlap
-        fits = (BLOCK_BYTES // (self.grid_y.tile * _CHANNELS * 4) - grid.overlap) // stride
-        return max(1, min(len(grid.starts), fits))
+    @staticmethod
+    def _stride(grid: AxisGrid) -> int:
+        return max(1, grid.tile - grid.overlap)
+
+    def _span(self, grid: AxisGrid, tiles: int) -> int:
+        """Pixels ``tiles`` consecutive tiles of ``grid`` cover."""
+        return min(grid.padded, tiles * self._stride(grid) + grid.overlap)
+
+    def _block_bytes(self, rows: int, columns: int) -> int:
+        """float32 accumulator bytes of a band segment of ``rows`` x ``columns`` tiles."""
+        return self._span(self.grid_y, rows) * self._span(self.grid_x, columns) * _PIXEL
+
+    def _fitting_columns(self, rows: int) -> int:
+        """The most tile columns a band segment of ``rows`` tile rows holds in ``BLOCK_BYTES``."""
+        height = self._span(self.grid_y, rows)
+        return (BLOCK_BYTES // (height * _PIXEL) - self.grid_x.overlap) // self._stride(
+            self.grid_x
+        )
 
     def band_tiles(self, band: Band) -> int:
         """Tiles in a band of tile rows."""

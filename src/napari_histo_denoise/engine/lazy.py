@@ -116,6 +116,7 @@ def denoise(
         batch_size=batch_size,
         device=device,
         precision=precision,
+        square_blocks=False,  # a task reads its whole band: keep bands one tile row high
     )
     layout = run.layout
     source = image if isinstance(image, da.Array) else da.from_array(image)

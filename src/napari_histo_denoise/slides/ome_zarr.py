@@ -213,7 +213,6 @@ def write_ome_zarr(
     path = Path(path)
     check_target(path, overwrite)
     levels = as_levels(data)
-    remove(partial_path(path))
     with atomic_output(path) as partial:
         group = open_group(partial)
         for i, level in enumerate(levels):

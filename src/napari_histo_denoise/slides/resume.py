@@ -33,10 +33,17 @@ def content_sample(level0: Any, edge: int = 64) -> str:
     return digest.hexdigest()[:16]
 
 
-def run_signature(
-    level0: Any, source: str, settings: Any, tissue: np.ndarray | None, chunk: int
-) -> dict[str, Any]:
-    """Everything a resumed run must share with the run it continues."""
+def run_signature(level0: Any, source: str, run: Any, chunk: int) -> dict[str, Any]:
+    """Everything a resumed run must share with the run it continues.
+
+    ``run`` is the :class:`~napari_histo_denoise.engine.DenoiseRun`: its settings, its tissue
+    skips and its plan of bands and segments (finished bands are recorded by index, so a
+    plan that cuts the image differently, e.g. after an upgrade, must start afresh).
+    """
+    settings, plan = run.settings, run.plan
+    bounds = [(b.start, b.out_stop) for b in plan.bands] + [
+        (s.start, s.out_stop) for s in plan.segments
+    ]
     return {
         "shape": list(level0.shape),
         "dtype": str(level0.dtype),
@@ -45,7 +52,11 @@ def run_signature(
         "model": model_fingerprint(settings.model, settings.weights),
         "tile_size": settings.tile_size,
         "overlap": settings.overlap,
-        "batch_size": settings.batch_size,
         "chunk": chunk,
-        "mask": None if tissue is None else hashlib.sha256(np.packbits(tissue)).hexdigest()[:16],
+        "skip": None if plan.skip is None else _digest(np.packbits(plan.skip).tobytes()),
+        "plan": _digest(repr(bounds).encode()),
     }
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:16]
