@@ -24,7 +24,6 @@ import hashlib
 import json
 import os
 import pickle
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ from torch import nn
 
 from . import __version__
 from .devices import resolve_device
+from .files import atomic_output
 from .models import MODELS
 
 #: Header-metadata key under which our JSON metadata is stored.
@@ -132,14 +132,8 @@ def save_weights(
     path = Path(path)
     if not path.parent.is_dir():
         raise FileNotFoundError(f"folder {str(path.parent)!r} does not exist")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata={METADATA_KEY: header})
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_output(path) as partial:
+        save_file(tensors, partial, metadata={METADATA_KEY: header})
     return path
 
 

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from .files import atomic_output
 
 #: Header-metadata key of the JSON document.
 STATE_KEY = "napari_histo_denoise_train_state"
@@ -54,20 +55,14 @@ def prefixed(prefix: str, tensors: dict[str, torch.Tensor]) -> dict[str, torch.T
 
 
 def write_state(path: str | os.PathLike, state: TrainState) -> Path:
-    """Write ``state`` to ``path`` atomically (temporary file in the same folder, then rename)."""
+    """Write ``state`` to ``path`` atomically (``PATH.partial``, then renamed)."""
     from safetensors.torch import save_file
 
     path = Path(path)
     header = json.dumps({"format": STATE_FORMAT, **state.info})
     tensors = {k: v.contiguous() for k, v in state.tensors.items()}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata={STATE_KEY: header})
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_output(path) as partial:
+        save_file(tensors, partial, metadata={STATE_KEY: header})
     return path
 
 
