@@ -10,7 +10,7 @@ import zarr
 from skimage import data, io
 from torch import nn
 
-from napari_histo_denoise import checkpoint
+from napari_histo_denoise import checkpoint, files
 from napari_histo_denoise.cli import main
 from napari_histo_denoise.engine import Cancelled, denoise, iter_denoise, make_run, model_cache
 from napari_histo_denoise.events import drain
@@ -77,7 +77,7 @@ def test_a_slide_run_hashes_the_weights_and_builds_the_model_once(tmp_path, monk
     torch.manual_seed(0)
     weights = checkpoint.save_weights(tmp_path / "w.safetensors", build_model("basic"))
     model_cache.clear_model_cache()
-    checkpoint._sha256.cache_clear()
+    files._sha256.cache_clear()
     loads = []
     real_load = checkpoint.load_model
     monkeypatch.setattr(
@@ -86,7 +86,7 @@ def test_a_slide_run_hashes_the_weights_and_builds_the_model_once(tmp_path, monk
     image = np.concatenate([data.immunohistochemistry()[:, :96]] * 2)[:, :, :3]  # 1024 x 96
     out = denoise_slide(image, tmp_path / "s.ome.zarr", weights=weights, resume=True, **KW)
     assert len(loads) == 1  # one model for all bands (it was one per 1024-px block)
-    assert checkpoint._sha256.cache_info().misses == 1  # one read of the weights file
+    assert files._sha256.cache_info().misses == 1  # one read of the weights file
     levels, _ = read_image(out)
     np.testing.assert_array_equal(
         np.asarray(levels), denoise(image, "basic", weights, **KW).compute()

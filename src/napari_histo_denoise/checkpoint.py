@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import functools
-import hashlib
 import json
 import os
 import pickle
@@ -34,6 +33,7 @@ from torch import nn
 from . import __version__
 from .devices import resolve_device
 from .files import atomic_output
+from .files import file_sha256 as file_sha256  # public here too (docs/checkpoints.md)
 from .models import MODELS
 
 #: Header-metadata key under which our JSON metadata is stored.
@@ -315,26 +315,6 @@ def detect_architecture(state_dict: Mapping[str, Any]) -> str | None:
         scores[name] = len(keys & names) / len(keys | names)
     best = max(scores, key=scores.__getitem__)
     return best if scores[best] > 0 else None
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """Return the SHA-256 hex digest of a file (for sharing and checking weights).
-
-    Digests are remembered per file path, size and modification time, so a run that
-    needs the digest of the same weights several times reads the file once.
-    """
-    path = Path(path).expanduser().resolve()
-    stat = path.stat()
-    return _sha256(path, stat.st_size, stat.st_mtime_ns)
-
-
-@functools.lru_cache(maxsize=16)
-def _sha256(path: Path, _size: int, _mtime_ns: int) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(functools.partial(fh.read, 1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def quantize_int8(weight: torch.Tensor, axis: int) -> tuple[torch.Tensor, torch.Tensor]:

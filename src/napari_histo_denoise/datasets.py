@@ -19,7 +19,6 @@ import functools
 import hashlib
 import http.client
 import io
-import os
 import tarfile
 import tempfile
 import urllib.error
@@ -32,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from .files import atomic_output, file_sha256
 
 #: Seconds without an answer from the server before a download fails.
 TIMEOUT = 60
@@ -503,18 +504,10 @@ def _group_by_archive(sources: Iterable[Source]) -> dict[Archive, list[Source]]:
     return groups
 
 
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        while chunk := file.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _verify(path: Path, source: Source) -> None:
     """Raise :class:`ChecksumError` unless ``path`` holds the output ``source`` describes."""
     where = f"{source.name} (from {source.archive.url})"
-    if source.file_sha256 is not None and _file_sha256(path) != source.file_sha256:
+    if source.file_sha256 is not None and file_sha256(path) != source.file_sha256:
         raise ChecksumError(f"{where}: the file does not match its recorded SHA-256")
     if pixels_sha256(path) != source.pixels_sha256:
         raise ChecksumError(f"{where}: the pixels do not match their recorded SHA-256")
@@ -544,32 +537,29 @@ def _local_archive(
 
 def _download(archive: Archive, folder: Path, report: Callable[[str, str], object]) -> Path:
     path = folder / archive.filename
-    if path.is_file() and _file_sha256(path) == archive.sha256:
+    if path.is_file() and file_sha256(path) == archive.sha256:
         return path
     report(DOWNLOADING, archive.filename)
     folder.mkdir(parents=True, exist_ok=True)
-    part = path.with_name(path.name + ".part")
     digest = hashlib.sha256()
-    try:
-        with (
-            urllib.request.urlopen(archive.url, timeout=TIMEOUT) as response,
-            part.open("wb") as out,
-        ):
-            while chunk := response.read(_CHUNK):
-                digest.update(chunk)
-                out.write(chunk)
-    except (OSError, http.client.HTTPException) as exc:
-        part.unlink(missing_ok=True)
-        raise DownloadError(
-            f"could not download {archive.filename} from {archive.url}: {_reason(exc)}"
-        ) from exc
-    if digest.hexdigest() != archive.sha256:
-        part.unlink()
-        raise ChecksumError(
-            f"{archive.filename} downloaded from {archive.url} has SHA-256 "
-            f"{digest.hexdigest()}, expected {archive.sha256}"
-        )
-    os.replace(part, path)
+    with atomic_output(path) as partial:
+        try:
+            with (
+                urllib.request.urlopen(archive.url, timeout=TIMEOUT) as response,
+                partial.open("wb") as out,
+            ):
+                while chunk := response.read(_CHUNK):
+                    digest.update(chunk)
+                    out.write(chunk)
+        except (OSError, http.client.HTTPException) as exc:
+            raise DownloadError(
+                f"could not download {archive.filename} from {archive.url}: {_reason(exc)}"
+            ) from exc
+        if digest.hexdigest() != archive.sha256:
+            raise ChecksumError(
+                f"{archive.filename} downloaded from {archive.url} has SHA-256 "
+                f"{digest.hexdigest()}, expected {archive.sha256}"
+            )
     return path
 
 
@@ -616,13 +606,9 @@ def _write_output(dest: Path, source: Source, archive_path: Path) -> None:
 def _write_atomically(
     path: Path, data: bytes, check: Callable[[Path], None] | None = None
 ) -> None:
-    """Write ``data`` to ``path`` through a temporary file, renamed only if ``check`` passes."""
+    """Write ``data`` to ``path`` through a partial file, renamed only if ``check`` passes."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    part = path.with_name(f".{path.name}.part")
-    try:
-        part.write_bytes(data)
+    with atomic_output(path) as partial:
+        partial.write_bytes(data)
         if check is not None:
-            check(part)
-        os.replace(part, path)
-    finally:
-        part.unlink(missing_ok=True)
+            check(partial)

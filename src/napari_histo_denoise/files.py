@@ -9,6 +9,8 @@ finished, and never damages an existing output.
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
 import os
 import shutil
 from collections.abc import Iterator
@@ -66,3 +68,23 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
         remove(partial)
         raise
     publish(partial, path)
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """Return the SHA-256 hex digest of a file (weights, downloads, data).
+
+    Digests are remembered per file path, size and modification time, so a run that
+    needs the digest of the same weights several times reads the file once.
+    """
+    path = Path(path).expanduser().resolve()
+    stat = path.stat()
+    return _sha256(path, stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=16)
+def _sha256(path: Path, _size: int, _mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(functools.partial(fh.read, 1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

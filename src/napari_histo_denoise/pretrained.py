@@ -63,7 +63,8 @@ def bundled_weights(model: str) -> Path:
     entry = bundled(model)
     if entry is None:
         raise ValueError(missing_weights_message(model))
-    from .checkpoint import WeightsError, file_sha256
+    from .checkpoint import WeightsError
+    from .files import file_sha256
 
     digest = file_sha256(entry.path)
     if digest != entry.sha256:
