@@ -131,7 +131,7 @@ def iter_denoise_into(
     numpy.ndarray, the given array, or Path
         The result in memory, the array written into, or the written file.
     """
-    from .engine import ArraySink, make_run, run_bands, write_zarr_array
+    from .engine import ArraySink, ImageLayout, make_run, run_bands, write_zarr_array
     from .slides.pyramid import BLOCK_SIZE
 
     kind = kind or destination_kind(destination)
@@ -139,12 +139,17 @@ def iter_denoise_into(
         check_target(destination, overwrite)
     levels, meta = _levels(source)
     image = levels[0]
+    layout = ImageLayout.of(image)
     if kind == "picture":
-        _check_picture(Path(destination), image)
-    stack = len(image.shape) > 2 + (image.shape[-1] in (3, 4))
-    if (tissue_only or mask is not None) and stack:
+        _check_picture(Path(destination), layout)
+    if layout.leading and kind in PYRAMIDS:  # checked before the model is loaded
         raise ValueError(
-            f"a tissue mask applies to one 2-D image (Y, X[, C]); got shape {tuple(image.shape)}"
+            f"{destination} holds one 2-D image (Y, X[, C]); got shape {layout.shape}: "
+            "write a stack to a .zarr array"
+        )
+    if layout.leading and (tissue_only or mask is not None):
+        raise ValueError(
+            f"a tissue mask applies to one 2-D image (Y, X[, C]); got shape {layout.shape}"
         )
     tissue = _tissue(levels, tissue_only, mask)
     run = make_run(
@@ -159,11 +164,6 @@ def iter_denoise_into(
         device=device,
         precision=precision,
     )
-    if kind in PYRAMIDS and run.layout.leading:
-        raise ValueError(
-            f"{destination} holds one 2-D image (Y, X[, C]); got shape {run.layout.shape}: "
-            "write a stack to a .zarr array"
-        )
     if kind in ("memory", "array", "picture"):
         out = np.empty(run.layout.shape, run.layout.dtype) if kind != "array" else destination
         yield from run_bands(run, image, ArraySink(out, run.layout))
@@ -257,18 +257,16 @@ def _into_ome_tiff(run, image, path: Path, pyramid) -> Generator[Progress, None,
     return path
 
 
-def _check_picture(path: Path, image: Any) -> None:
+def _check_picture(path: Path, layout: Any) -> None:
     """Refuse, before any work, what a PNG or JPEG cannot hold."""
-    shape = tuple(image.shape)
-    channels = shape[2] if len(shape) == 3 else 1
-    if len(shape) not in (2, 3) or channels not in (1, 3, 4):
-        raise ValueError(f"a picture holds one 2-D image (Y, X[, 3|4]); got shape {shape}")
-    if np.dtype(image.dtype) != np.uint8:
+    if layout.leading:
+        raise ValueError(f"a picture holds one 2-D image (Y, X[, 3|4]); got shape {layout.shape}")
+    if layout.dtype != np.uint8:
         raise ValueError(
-            f"{path.name}: a picture holds 8-bit pixels, the image is {np.dtype(image.dtype)}; "
+            f"{path.name}: a picture holds 8-bit pixels, the image is {layout.dtype}; "
             "write .ome.tif or .zarr to keep its values"
         )
-    if channels == 4 and path.suffix.lower() in (".jpg", ".jpeg"):
+    if layout.channels == 4 and path.suffix.lower() in (".jpg", ".jpeg"):
         raise ValueError(f"{path.name}: JPEG has no alpha channel; write .png")
 
 
