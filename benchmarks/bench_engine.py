@@ -4,7 +4,10 @@ Sections (each prints a markdown table; ``--json`` also writes the figures):
 
 - ``cpu``: the bare model forward on the pixels of a 2048 x 2048 RGB uint8 image (as
   non-overlapping 1024 x 1024 tiles) against the engine end to end on the same image
-  (uint8 in, uint8 out, overlap included), side by side in one run.
+  (uint8 in, uint8 out, overlap included) in fp32 and in bf16 + channels_last, side by side
+  in one run, with the PSNR of the bf16 output against the fp32 one on a noisy crop.
+- ``train``: training steps of the basic model on the CPU (``bench_training.py``: 128 px
+  patches, batch 4) in fp32 and in bf16 + channels_last: patches per second, side by side.
 - ``rss``: a 16384 x 16384 x 3 uint8 zarr on disk denoised into a zarr on disk with a tiny
   module, in a child process whose peak RSS is reported.
 - ``gpu`` (only where CUDA works): 16384 x 16384 RGB uint8, host in and host out, basic and
@@ -12,7 +15,9 @@ Sections (each prints a markdown table; ``--json`` also writes the figures):
   comparison, PSNR against the fp32 CPU result on a 512 x 512 crop, and MONAI's
   ``sliding_window_inference`` on the same model when monai is installed.
 
-Random weights are fine for throughput: the work does not depend on the weights.
+Random weights are fine for throughput: the work does not depend on the weights. The
+bf16-vs-fp32 PSNR needs trained ones: the bundled basic weights, else the release candidate
+(``release_candidate/``), else ``--weights``.
 """
 
 from __future__ import annotations
@@ -89,42 +94,105 @@ def timed_engine(image, model, **options) -> float:
     return time.perf_counter() - start
 
 
+def bf16_psnr(weights: Path | None, size: int = 512) -> tuple[float, str]:
+    """PSNR of the engine's bf16 output against its fp32 output (float, noisy crop, CPU)."""
+    from skimage.metrics import peak_signal_noise_ratio
+
+    from napari_histo_denoise import engine
+    from napari_histo_denoise.checkpoint import load_model
+    from napari_histo_denoise.noise import add_gaussian_noise
+
+    if weights is None:
+        return float("nan"), "no trained weights"
+    model, _ = load_model(weights)
+    clean = histology(size).astype(np.float32) / 255
+    noisy = add_gaussian_noise(clean, 25, seed=0).astype(np.float32)
+    outputs = [
+        engine.denoise(noisy, model, tile_size=256, overlap=32, device="cpu", precision=p)
+        .compute()
+        .astype(np.float64)
+        for p in ("fp32", "bf16")
+    ]
+    return peak_signal_noise_ratio(*outputs, data_range=1.0), weights.name
+
+
 def section_cpu(args) -> list[dict]:
     import torch
 
-    from napari_histo_denoise import engine
+    from napari_histo_denoise import pretrained
     from napari_histo_denoise.models import build_model
+    from napari_histo_denoise.tiling import axis_grid
 
     size, tile = args.cpu_size, args.cpu_tile
     image = histology(size)
     torch.manual_seed(0)
     model = build_model("basic").eval()
     cpu = torch.device("cpu")
-    rows = []
     bare_tile = min(size, 1024)
     bare = bare_forward(model, image, bare_tile, cpu, torch.float32)
-    grid = engine.axis_grid(size, tile, args.overlap)
+    grid = axis_grid(size, tile, args.overlap)
     computed = (len(grid.starts) * grid.tile) ** 2
-    options = {"tile_size": tile, "overlap": args.overlap, "device": "cpu", "batch_size": 1}
-    took = timed_engine(image, model, **options)
     mpx = size * size / 1e6
-    rows.append(
+    rows = [
         {
-            "what": f"bare forward, {bare_tile}^2 tiles, no overlap",
+            "what": f"bare forward fp32, {bare_tile}^2 tiles, no overlap",
             "s": bare,
             "Mpx/s": mpx / bare,
             "ratio": 1.0,
         }
+    ]
+    psnr, weights = bf16_psnr(args.weights or pretrained.best_basic_weights())
+    for precision in ("fp32", "bf16"):
+        options = {"tile_size": tile, "overlap": args.overlap, "device": "cpu", "batch_size": 1}
+        took = timed_engine(image, model, precision=precision, **options)
+        layout = " + channels_last" if precision == "bf16" else ""
+        rows.append(
+            {
+                "what": f"engine end to end {precision}{layout}, tile {tile}, overlap "
+                f"{args.overlap} ({computed / size**2:.3f}x pixels computed)",
+                "s": took,
+                "Mpx/s": mpx / took,
+                "ratio": bare / took,
+                "PSNR vs fp32 (dB)": psnr if precision == "bf16" else float("nan"),
+                "weights": weights if precision == "bf16" else "",
+            }
+        )
+    return rows
+
+
+def section_train(args) -> list[dict]:
+    """Training on the CPU, fp32 against bf16 + channels_last (benchmarks/bench_training.py)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "bench_training", Path(__file__).with_name("bench_training.py")
     )
-    rows.append(
-        {
-            "what": f"engine end to end, tile {tile}, overlap {args.overlap} "
-            f"({computed / size**2:.3f}x pixels computed)",
-            "s": took,
-            "Mpx/s": mpx / took,
-            "ratio": bare / took,
-        }
-    )
+    bench_training = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench_training)
+    if args.train_steps < 1:
+        raise SystemExit("--train-steps must be at least 1")
+    rows = []
+    for precision in ("fp32", "bf16"):
+        options = argparse.Namespace(
+            steps=args.train_steps + 3,  # 2 warm-up steps, then train_steps timed intervals
+            warmup=2,
+            patch_size=128,
+            batch_size=args.train_batch,
+            device="cpu",
+            precision=precision,
+            mode="synthetic",
+        )
+        figures = bench_training.seconds_per_step("basic", options)
+        layout = " + channels_last" if precision == "bf16" else ""
+        rows.append(
+            {
+                "what": f"training step {precision}{layout}, basic, batch {args.train_batch}, "
+                f"128 px, {args.train_steps} timed steps",
+                "s/step": figures["s_per_step"],
+                "patches/s": figures["patches_per_s"],
+            }
+        )
+    rows[1]["speed-up"] = rows[1]["patches/s"] / rows[0]["patches/s"]
     return rows
 
 
@@ -302,8 +370,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     """Add the benchmark's options to ``p`` (shared with ``histo-denoise bench``)."""
     p.add_argument(
         "--sections",
-        default="cpu,rss,gpu",
-        help="comma-separated: cpu, rss, gpu (gpu is skipped without CUDA)",
+        default="cpu,train,rss,gpu",
+        help="comma-separated: cpu, train, rss, gpu (gpu is skipped without CUDA)",
     )
     p.add_argument("--cpu-size", type=int, default=2048)
     p.add_argument(
@@ -312,6 +380,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=1040,
         help="2 x 2 tiles of 1040 with 32 overlap cover 2048 exactly",
     )
+    p.add_argument(
+        "--weights",
+        type=Path,
+        help="trained basic weights for the bf16 PSNR (default: bundled, else the candidate)",
+    )
+    p.add_argument("--train-steps", type=int, default=8, help="timed steps of the train section")
+    p.add_argument("--train-batch", type=int, default=4)
     p.add_argument("--rss-size", type=int, default=16384)
     p.add_argument("--tile", type=int, default=256, help="tile of the rss section")
     p.add_argument("--overlap", type=int, default=32)
@@ -337,7 +412,12 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     wanted = [s.strip() for s in args.sections.split(",") if s.strip()]
-    sections = {"cpu": section_cpu, "rss": section_rss, "gpu": section_gpu}
+    sections = {
+        "cpu": section_cpu,
+        "train": section_train,
+        "rss": section_rss,
+        "gpu": section_gpu,
+    }
     unknown = set(wanted) - set(sections)
     if unknown:
         raise SystemExit(f"unknown sections: {', '.join(sorted(unknown))}")

@@ -1,10 +1,10 @@
 """Benchmark of training speed: seconds per step of ``iter_train`` on the current device.
 
 Runs a few steps of the basic and/or deep model through the real training loop (patch
-sampling, synthetic noise, AdamW, bf16 + channels_last on CUDA, fp32 on CPU) on the
-bundled CMU-1 H&E region, skips the first steps (warm-up, cuDNN autotuning) and prints a
-markdown table with seconds per step, patches per second and how many steps fit in 10
-minutes, which is what sizes a time-boxed training run::
+sampling, synthetic noise, AdamW; ``--precision auto``: bf16 + channels_last on CUDA and on
+CPUs with native bf16) on the bundled CMU-1 H&E region, skips the first steps (warm-up,
+cuDNN autotuning) and prints a markdown table with seconds per step, patches per second
+and how many steps fit in 10 minutes, which is what sizes a time-boxed training run::
 
     python benchmarks/bench_training.py --models basic deep --patch-size 128 --batch-size 32
     python benchmarks/bench_training.py --patch-size 64 --batch-size 4 --steps 6   # a CPU

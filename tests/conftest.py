@@ -14,3 +14,13 @@ def pytest_runtest_makereport(item, call):
 def _widget_settings_file(tmp_path, monkeypatch):
     """Keep what the widget remembers out of the user's real configuration folder."""
     monkeypatch.setenv("HISTO_DENOISE_SETTINGS", str(tmp_path / "histo-denoise-widget.ini"))
+
+
+@pytest.fixture(scope="session")
+def trained_basic():
+    """The trained basic weights the repository holds: bundled, else the release candidate."""
+    from napari_histo_denoise.pretrained import best_basic_weights
+
+    weights = best_basic_weights()
+    assert weights is not None, "the repository holds neither bundled weights nor a candidate"
+    return weights

@@ -125,7 +125,8 @@ def test_grayscale_goes_through_rgb_model_and_is_averaged():
 @pytest.mark.parametrize("shape", [(300, 301, 3), (1000, 77, 3), (129, 700, 3), (50, 200, 3)])
 def test_blur_tiled_equals_whole_image(shape):
     image = _image(shape, np.float32)
-    tiled = denoise(image, Blur(), tile_size=64, overlap=16, batch_size=7).compute()
+    options = dict(tile_size=64, overlap=16, batch_size=7, precision="fp32")  # exact tiling
+    tiled = denoise(image, Blur(), **options).compute()
     np.testing.assert_allclose(tiled, np.clip(_whole(Blur(), image, 64), 0, 1), rtol=0, atol=1e-5)
 
 
@@ -134,7 +135,7 @@ def test_basic_model_tiled_matches_whole_image_on_histology():
     crop = tifffile.imread(SVS, key=0)[600:1624, 600:1624].astype(np.float32) / 255
     torch.manual_seed(0)
     model = build_model("basic").eval()
-    tiled = denoise(crop, model, tile_size=256, overlap=32).compute()
+    tiled = denoise(crop, model, tile_size=256, overlap=32, precision="fp32").compute()
     whole = _whole(model, crop, 256)
     error = np.linalg.norm(tiled - whole) / np.linalg.norm(whole - whole.mean())
     assert error < 0.01
@@ -278,12 +279,14 @@ def test_progress_reports_every_batch_and_cancel_stops():
 
 def test_cancel_stops_the_basic_model_inside_a_forward_pass_within_a_second():
     torch.manual_seed(0)
-    model = build_model("basic").eval()  # eval, on the CPU: the engine runs it as it is
+    model = build_model("basic").eval()  # eval, on the CPU in fp32: the engine runs it as it is
     small = data.immunohistochemistry()[:48, :64]
-    before = denoise(small, model, device="cpu").compute()
+    before = denoise(small, model, device="cpu", precision="fp32").compute()
     stop = threading.Event()
     image = np.tile(data.immunohistochemistry()[:256, :256], (2, 2, 1))  # 512 x 512 x 3
-    lazy = denoise(image, model, tile_size=256, overlap=32, device="cpu", cancel=stop)
+    lazy = denoise(
+        image, model, tile_size=256, overlap=32, device="cpu", precision="fp32", cancel=stop
+    )
     set_at = []
     timer = threading.Timer(0.3, lambda: (set_at.append(time.monotonic()), stop.set()))
     timer.start()
@@ -293,7 +296,8 @@ def test_cancel_stops_the_basic_model_inside_a_forward_pass_within_a_second():
     timer.join()
     assert latency < 1.0  # the bound; a 256^2 batch alone takes seconds here
     assert not any(m._forward_pre_hooks for m in model.modules())  # hooks were removed
-    np.testing.assert_array_equal(denoise(small, model, device="cpu").compute(), before)
+    after = denoise(small, model, device="cpu", precision="fp32").compute()
+    np.testing.assert_array_equal(after, before)
 
 
 def test_unusable_weights_fail_when_called_not_when_computed(tmp_path, basic_weights):
@@ -334,18 +338,19 @@ def test_a_module_changed_after_a_run_is_not_served_from_a_stale_copy():
         conv.weight.zero_()
         conv.weight[range(3), range(3)] = 1.0
     image = np.full((32, 32, 3), 200, np.uint8)
-    np.testing.assert_array_equal(denoise(image, conv).compute(), image)
+    exact = dict(precision="fp32")  # 200 / 255 is not a bf16 number
+    np.testing.assert_array_equal(denoise(image, conv, **exact).compute(), image)
     with torch.no_grad():
         conv.weight.mul_(0.5)  # e.g. trained further
-    np.testing.assert_array_equal(denoise(image, conv).compute(), np.full_like(image, 100))
+    halved = denoise(image, conv, **exact).compute()
+    np.testing.assert_array_equal(halved, np.full_like(image, 100))
 
 
 def test_out_of_memory_halves_the_batch_then_fails_clearly():
     image = _image((200, 200, 3), np.uint8)
-    module = FlakyMemory(limit=3).eval()  # in eval mode the engine uses it as it is
-    result = denoise(image, module, tile_size=64, overlap=16, batch_size=16).compute(
-        scheduler="sync"
-    )
+    module = FlakyMemory(limit=3).eval()  # in eval mode and fp32 the engine uses it as it is
+    options = dict(tile_size=64, overlap=16, batch_size=16, precision="fp32")
+    result = denoise(image, module, **options).compute(scheduler="sync")
     np.testing.assert_array_equal(result, image)
     assert module.sizes[:4] == [16, 8, 4, 2] and max(module.sizes[4:]) == 2
     with pytest.raises(MemoryError, match="single 64 x 64 tile"):
@@ -457,13 +462,13 @@ def test_cli_denoise_picture_tiff_and_zarr(tmp_path, basic_weights, capsys):
 
 
 def test_devices_and_precision_choices():
-    from napari_histo_denoise.devices import resolve_precision
+    from napari_histo_denoise.devices import cpu_has_native_bf16, resolve_precision
 
     devices = nhd.available_devices()
     assert devices[-1] == "cpu"
     assert str(nhd.resolve_device("auto")) == devices[0]
     assert nhd.resolve_device("CPU") == torch.device("cpu")
-    assert resolve_precision("auto", "cpu") == "fp32"
+    assert resolve_precision("auto", "cpu") == ("bf16" if cpu_has_native_bf16() else "fp32")
     assert resolve_precision("auto", torch.device("cuda", 0)) == "bf16"
     with pytest.raises(ValueError, match="unknown device"):
         nhd.resolve_device("cpu:1")

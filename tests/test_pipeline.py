@@ -12,6 +12,7 @@ from torch import nn
 
 from napari_histo_denoise import checkpoint, files
 from napari_histo_denoise.cli import main
+from napari_histo_denoise.devices import resolve_precision
 from napari_histo_denoise.engine import Cancelled, denoise, iter_denoise, make_run, model_cache
 from napari_histo_denoise.events import drain
 from napari_histo_denoise.io import read_image
@@ -20,7 +21,7 @@ from napari_histo_denoise.pipeline import denoise_into, destination_kind
 from napari_histo_denoise.slides import denoise_slide, write_ome_tiff
 
 TILE, OVERLAP = 64, 16
-KW = {"tile_size": TILE, "overlap": OVERLAP, "device": "cpu"}
+KW = {"tile_size": TILE, "overlap": OVERLAP, "device": "cpu", "precision": "fp32"}
 
 
 class Blur(nn.Module):
@@ -133,7 +134,11 @@ def test_cli_writes_a_streamed_pyramidal_ome_tiff_with_the_pixel_size(tmp_path, 
     np.testing.assert_array_equal(
         np.asarray(levels[0] if isinstance(levels, list) else levels), expected.compute()
     )
-    assert "tiles" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "tiles" in err
+    precision = resolve_precision("auto", "cpu")  # the CLI says what auto chose here
+    layout = ", channels_last" if precision == "bf16" else ""
+    assert err.startswith(f"denoising on cpu in {precision}{layout}\n")
 
 
 def test_cli_help_shows_the_defaults(capsys):

@@ -15,14 +15,16 @@ import torch
 from skimage import data, io
 from torch import nn
 
-from napari_histo_denoise import Cancelled, iter_train, train
+from napari_histo_denoise import Cancelled, iter_train, train, training
 from napari_histo_denoise.checkpoint import load_model, save_weights
 from napari_histo_denoise.cli import main
+from napari_histo_denoise.devices import resolve_precision
 from napari_histo_denoise.events import drain
+from napari_histo_denoise.files import file_sha256
 from napari_histo_denoise.metrics import psnr
 from napari_histo_denoise.models import DeepHistoAutoencoder, build_model
 from napari_histo_denoise.noise import parse_noise
-from napari_histo_denoise.patches import PatchSampler, augment, tissue_fraction
+from napari_histo_denoise.patches import PatchSampler, augment, jitter_stain, tissue_fraction
 from napari_histo_denoise.selfsupervised import (
     neighbor2neighbor_loss,
     neighbour_indices,
@@ -99,7 +101,8 @@ def test_basic_model_training_lowers_loss_and_beats_the_noisy_input():
     assert psnr(clean, denoised) > psnr(clean, noisy) + 1.0
     assert result.metadata["architecture"] == "basic"
     assert result.metadata["noise"] == "gaussian:50"
-    assert result.metadata["device"] == "cpu" and result.metadata["precision"] == "fp32"
+    assert result.metadata["device"] == "cpu"
+    assert result.metadata["precision"] == resolve_precision("auto", "cpu")  # bf16 if native
 
 
 def test_progress_events_are_yielded_and_passed_to_the_callback():
@@ -160,6 +163,37 @@ def test_resume_from_a_weights_file(tmp_path):
         if key.endswith("weight"):  # lr 1e-9: one step leaves the loaded weights in place
             torch.testing.assert_close(resumed.model.state_dict()[key], value)
     assert resumed.metadata["init_weights"] == str(path)
+
+
+def test_chunks_of_training_add_up_in_the_lineage(tmp_path):
+    first = train(TRAIN, "basic", steps=2, **FAST)
+    own = first.metadata["lineage"]
+    assert own["total"] | {"hours": 0} == {
+        "chunks": 1,
+        "steps": 2,
+        "patches": 8,
+        "hours": 0,
+        "devices": [own["chunks"][0]["device"]],
+    }
+    assert own["chunks"][0]["parent_sha256"] is None
+    parent = first.save(tmp_path / "first.safetensors", int8=True)[-1]  # the int8 file
+
+    second = train(TRAIN, "basic", steps=3, init_weights=parent, **FAST).metadata
+    chunks, total = second["lineage"]["chunks"], second["lineage"]["total"]
+    assert second["init_sha256"] == file_sha256(parent) == chunks[0]["sha256"]
+    assert chunks[1]["parent_sha256"] == chunks[0]["sha256"] and "sha256" not in chunks[1]
+    assert chunks[0]["finished"] == load_model(parent)[1]["created_utc"]
+    assert (total["chunks"], total["steps"], total["patches"]) == (2, 5, 20)
+    assert total["hours"] == pytest.approx(sum(c["hours"] for c in chunks), abs=1e-3)
+
+    # Weights written before lineages were recorded (and trained from others) count as one
+    # chunk, flagged as such.
+    meta = {k: v for k, v in first.metadata.items() if k != "lineage"}
+    old = save_weights(tmp_path / "old.safetensors", first.model, meta | {"init_sha256": "0" * 64})
+    third = train(TRAIN, "basic", steps=1, init_weights=old, **FAST).metadata
+    earlier = third["lineage"]["chunks"][0]
+    assert earlier["steps"] == 2 and earlier["earlier_unrecorded"]
+    assert third["lineage"]["total"]["steps"] == 3
 
 
 # Every kind of randomness of a run: noise levels, clean patches, stain jitter, dropout.
@@ -329,6 +363,92 @@ def test_patches_prefer_tissue_and_use_all_eight_orientations():
     rng = np.random.default_rng(0)
     variants = {augment(square, rng).tobytes() for _ in range(200)}
     assert len(variants) == 8
+
+
+class Normed(nn.Module):
+    """A convolution and a batch norm: for the tests of batch-norm statistics."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.norm = nn.Conv2d(3, 3, 3, padding=1), nn.BatchNorm2d(3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.norm(self.conv(x)))
+
+
+def test_the_weight_average_of_a_warm_restart_is_full_at_once_and_averages_batch_norm():
+    torch.manual_seed(0)
+    start = Normed()
+    options = dict(steps=3, lr=1e-9, ema=0.99, noise="gaussian:25", **FAST)
+    fresh = train(TRAIN, start, **options).model.norm  # the decay ramps up from 0.1
+    warm = train(TRAIN, start, init_weights=start.state_dict(), **options).model.norm
+    # lr ~0: only batch norm's running statistics move (momentum 0.1 a step); a ramped average
+    # follows them, a full one (0.99) barely leaves the statistics it started from
+    assert fresh.num_batches_tracked == warm.num_batches_tracked == 3
+    moved_fresh, moved_warm = (n.running_mean.norm() for n in (fresh, warm))
+    assert moved_fresh > 0.05 and moved_warm < 0.15 * moved_fresh
+    assert (warm.running_var - 1).abs().max() < 0.15 * (fresh.running_var - 1).abs().max()
+
+
+def test_frozen_batch_norm_keeps_its_statistics_while_the_rest_learns():
+    torch.manual_seed(0)
+    start = Normed()
+    with torch.no_grad():
+        start.norm.running_mean.fill_(0.3)  # "trained" statistics, far from any batch's
+    options = dict(init_weights=start.state_dict(), steps=4, lr=1e-2, noise="gaussian:25", **FAST)
+    result = train(TRAIN, start, freeze_batch_norm=True, **options)
+    norm = result.model.norm
+    assert torch.equal(norm.running_mean, start.norm.running_mean)
+    assert torch.equal(norm.running_var, start.norm.running_var)
+    assert norm.num_batches_tracked == 0 and result.metadata["freeze_batch_norm"] is True
+    assert not torch.equal(result.model.conv.weight, start.conv.weight)
+    assert not torch.equal(norm.weight, start.norm.weight)  # its scale still learns
+    moved = train(TRAIN, start, **options).model.norm
+    assert not torch.equal(moved.running_mean, start.norm.running_mean)
+
+
+def test_batches_do_not_depend_on_how_many_threads_draw_them():
+    sampler = PatchSampler([IHC], ["ihc"], 32)
+
+    def batches(workers, count=6, state=None):
+        rng = np.random.default_rng(0)
+        if state is not None:
+            rng.bit_generator.state = state
+        drawn = list(training._prefetched(sampler, 4, rng, count, workers))
+        return drawn, rng.bit_generator.state
+
+    (one, end), (three, _) = batches(1), batches(3)
+    for (a, state_a), (b, state_b) in zip(one, three, strict=True):
+        assert np.array_equal(a, b) and state_a == state_b
+    assert one[-1][1] == end  # the last batch's state is where the stream stopped
+    rest, _ = batches(2, 3, state=one[2][1])  # a stream restarted after the third batch
+    assert all(np.array_equal(a, b) for (a, _), (b, _) in zip(one[3:], rest, strict=True))
+    closed = training._prefetched(sampler, 4, np.random.default_rng(0), 100, 2)
+    assert np.array_equal(next(closed)[0], one[0][0])
+    closed.close()  # returns at once: batches not yet begun are cancelled
+
+
+def test_stain_jitter_varies_each_patch_within_stain_colours():
+    batch = torch.from_numpy(IHC[:128].reshape(2, 64, 512, 3)[:, :, :64]).permute(0, 3, 1, 2)
+    batch = (batch.float() / 255).contiguous(memory_format=torch.channels_last)
+    before = batch.clone()
+    same = jitter_stain(batch, np.random.default_rng(0), 0.0)
+    assert same.dtype == torch.float32 and (same - batch).abs().max() < 1e-5
+    jittered = jitter_stain(batch, np.random.default_rng(1), 0.05)
+    assert torch.equal(batch, before) and 0 <= jittered.min() and jittered.max() <= 1
+    change = (jittered - batch).abs().mean(dim=(1, 2, 3))
+    assert (0.001 < change).all() and (change < 0.1).all() and change[0] != change[1]
+    # the same factors applied step by step in HED optical density, one patch at a time
+    from skimage.color import hed_from_rgb, rgb_from_hed
+
+    rng = np.random.default_rng(1)
+    scale, shift = 1 + rng.uniform(-0.05, 0.05, (2, 3)), rng.uniform(-0.05, 0.05, (2, 3))
+    brightness = 1 + rng.uniform(-0.05, 0.05, 2)
+    for i in range(2):
+        hed = -np.log(np.maximum(batch[i].permute(1, 2, 0).numpy(), 1e-6)) @ hed_from_rgb
+        jittered_hed = hed * scale[i] + shift[i]
+        expected = np.clip(np.exp(-(jittered_hed @ rgb_from_hed)) * brightness[i], 0, 1)
+        assert np.abs(jittered[i].permute(1, 2, 0).numpy() - expected).max() < 1e-5
 
 
 def test_load_images_reads_folders_and_files(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import platform
 import re
 
 import torch
@@ -79,8 +80,24 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     )
 
 
+@functools.cache
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 in hardware (AVX512-BF16 or AMX), as torch reports it.
+
+    Elsewhere oneDNN emulates bf16, slower than fp32, so ``"auto"`` keeps fp32 there.
+    """
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return torch.backends.mkldnn.is_available() and any(
+        getattr(torch.cpu, name, lambda: False)() for name in probes
+    )
+
+
 def resolve_precision(precision: str, device: torch.device | str) -> str:
-    """Return the precision to run at: ``"auto"`` is ``"bf16"`` on CUDA, else ``"fp32"``.
+    """Return the precision to run at.
+
+    ``"auto"`` is ``"bf16"`` on CUDA and on CPUs with native bf16
+    (:func:`cpu_has_native_bf16`; with trained weights its output stays at least 45 dB PSNR
+    from fp32's, docs/engine.md), else ``"fp32"``.
 
     Raises
     ------
@@ -88,13 +105,42 @@ def resolve_precision(precision: str, device: torch.device | str) -> str:
         If ``precision`` is not ``"auto"``, ``"fp32"``, ``"bf16"`` or ``"fp16"``.
     """
     if precision == "auto":
-        return "bf16" if torch.device(device).type == "cuda" else "fp32"
+        kind = torch.device(device).type
+        native = kind == "cuda" or (kind == "cpu" and cpu_has_native_bf16())
+        return "bf16" if native else "fp32"
     if precision not in PRECISION_DTYPES:
         raise ValueError(
             f"unknown precision {precision!r}; valid values are 'auto', "
             f"{', '.join(map(repr, PRECISION_DTYPES))}"
         )
     return precision
+
+
+def uses_channels_last(device: torch.device, precision: str) -> bool:
+    """Whether to run in channels_last: on CUDA, and on the CPU in bf16 (oneDNN's fast path)."""
+    return device.type == "cuda" or (device.type == "cpu" and precision == "bf16")
+
+
+def device_name(device: torch.device) -> str:
+    """What ``device`` is, for records: the GPU's name, else the CPU's model and core count."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    if device.type != "cpu":
+        return device.type
+    return f"{_cpu_model()}, {torch.get_num_threads()} threads"
+
+
+@functools.cache
+def _cpu_model() -> str:
+    # Linux names the model in /proc/cpuinfo; platform.processor() is often empty there.
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def free_memory(device: torch.device) -> int | None:

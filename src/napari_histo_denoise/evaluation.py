@@ -1,7 +1,8 @@
 """Measured denoising quality: a model against the noisy input and classical denoisers.
 
 Protocol (``docs/quality.md``): Gaussian noise by
-:func:`~napari_histo_denoise.noise.add_gaussian_noise` at each sigma with a fixed
+:func:`~napari_histo_denoise.noise.add_gaussian_noise` (or signal-dependent
+Poisson-Gaussian noise of that std at mid-grey) at each sigma with a fixed
 seed per crop (derived from ``seed``, the image name, the crop index and sigma, so
 the same crop gets the same noise in every run and for every method), PSNR and SSIM
 from scikit-image on floats in [0, 1]. The model runs through the tiled engine,
@@ -32,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from .metrics import psnr, ssim
-from .noise import add_gaussian_noise
+from .noise import add_gaussian_noise, parse_noise
 
 #: Classical baselines in report order; ``cbm3d`` needs the optional ``bm3d`` package.
 BASELINES = ("cbm3d", "nlm", "tv", "wavelet")
@@ -40,6 +41,12 @@ BASELINES = ("cbm3d", "nlm", "tv", "wavelet")
 NOISY = "noisy"
 #: Label of the overall mean in per-source tables.
 ALL_SOURCES = "all"
+#: Noise kinds :func:`evaluate` adds; the sigma of ``poisson-gaussian`` is its std at mid-grey.
+NOISE_KINDS = {
+    "gaussian": "skimage.util.random_noise gaussian, clip=True",
+    "poisson-gaussian": "Poisson-Gaussian (variance a * x + b, half shot, half read noise; "
+    "sigma is the std at mid-grey), clipped",
+}
 
 
 @dataclass(frozen=True)
@@ -124,7 +131,7 @@ class EvaluationReport:
         sources = [*dict.fromkeys(r.source for r in self.rows), ALL_SOURCES]
         crop = self.settings.get("crop")
         out = [
-            f"Gaussian noise ({self.settings.get('noise', 'add_gaussian_noise')}) with fixed "
+            f"Noise ({self.settings.get('noise', NOISE_KINDS['gaussian'])}) with fixed "
             f"per-crop seeds (seed {self.settings.get('seed')}) on "
             + (f"{crop} x {crop} tissue crops" if crop else "whole images")
             + "; PSNR/SSIM from skimage.metrics, data_range 1.0. Bold: best PSNR of the line.",
@@ -166,6 +173,7 @@ def evaluate(
     crop: int | None = 256,
     crops_per_image: int = 1,
     seed: int = 0,
+    noise: str = "gaussian",
     tile_size: int = 256,
     overlap: int = 32,
     device: str = "auto",
@@ -184,7 +192,7 @@ def evaluate(
     images : array, path, folder or a sequence of them
         Clean images (PNG, JPEG, TIFF, SVS level 0, ...), never seen in training.
     sigmas : sequence of float
-        Gaussian noise levels on the 0-255 scale.
+        Noise levels: standard deviations on the 0-255 scale.
     baselines : bool or sequence of str
         ``True`` for every available baseline (:data:`BASELINES`; ``cbm3d`` only when
         ``bm3d`` is installed), ``False`` for none, or a selection of names.
@@ -195,6 +203,9 @@ def evaluate(
         Crops cut from each image (ignored when ``crop`` is None).
     seed : int
         Base of the per-crop noise seeds and of the crop positions.
+    noise : {"gaussian", "poisson-gaussian"}
+        The noise added (:data:`NOISE_KINDS`); for ``"poisson-gaussian"`` each sigma is the
+        noise std at mid-grey, and CBM3D's oracle is given that std.
     tile_size, overlap, device, precision
         Passed to :func:`napari_histo_denoise.engine.denoise` for the model.
     label : str, optional
@@ -213,9 +224,11 @@ def evaluate(
     Raises
     ------
     ValueError
-        For bad sigmas, crop sizes or baseline names, or images that cannot be read.
+        For bad sigmas, noise kinds, crop sizes or baseline names, or images that cannot
+        be read.
     """
     sigmas = _check_sigmas(sigmas)
+    add_noise = _noise_adder(noise)
     names = _choose_baselines(baselines)
     model, architecture = _resolve_model(weights_or_model)
     label = label or architecture
@@ -232,7 +245,7 @@ def evaluate(
         if keep_images and index == 0:
             kept = images[name] = CropImages(source, _to_uint8(clean))
         for sigma in sigmas:
-            noisy = add_gaussian_noise(clean, sigma, _noise_seed(seed, source, index, sigma))
+            noisy = add_noise(clean, sigma, _noise_seed(seed, source, index, sigma))
             results = {NOISY: (noisy, 0.0)}
             if run_model is not None:
                 results[label] = _timed(run_model, noisy)
@@ -249,6 +262,9 @@ def evaluate(
             done += 1
             if progress is not None:
                 progress(done, total)
+    from .devices import resolve_device, resolve_precision
+
+    resolved = resolve_device(device)
     settings = {
         "model": label if model is not None else None,
         "weights": _weights_record(weights_or_model),
@@ -258,9 +274,9 @@ def evaluate(
         "seed": seed,
         "tile_size": tile_size,
         "overlap": overlap,
-        "device": device,
-        "precision": precision,
-        "noise": "skimage.util.random_noise gaussian, clip=True",
+        "device": str(resolved),
+        "precision": resolve_precision(precision, resolved),  # what "auto" meant here
+        "noise": NOISE_KINDS[noise],
     }
     return EvaluationReport(rows, methods, settings, images)
 
@@ -384,6 +400,15 @@ def tissue_crops(
         for index, clean in enumerate(sampler.fixed_crops(crop, per_image, crop_seed, 16)):
             out.append((f"{name}#{index}", name, index, clean.astype(np.float64)))
     return out
+
+
+def _noise_adder(noise: str) -> Callable[[np.ndarray, float, np.random.Generator], np.ndarray]:
+    """``add(clean, sigma, rng)`` for a noise kind of :data:`NOISE_KINDS`."""
+    if noise == "gaussian":
+        return add_gaussian_noise
+    if noise == "poisson-gaussian":
+        return lambda clean, sigma, rng: parse_noise(f"{noise}:{sigma:g}")(clean, rng)
+    raise ValueError(f"noise must be one of {sorted(NOISE_KINDS)}, got {noise!r}")
 
 
 def _noise_seed(seed: int, name: str, index: int, sigma: float) -> np.random.Generator:

@@ -1,4 +1,4 @@
-"""Training patches: tissue-preferring random crops with flips, rotations and stain jitter.
+"""Training patches: tissue-preferring random crops with flips and rotations; stain jitter.
 
 Images are kept as they were given (usually uint8, possibly lazy) and only the
 sampled patches are converted to float32 RGB in [0, 1], so a folder of large
@@ -9,8 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 #: A pixel counts as tissue when its colour spread (max - min over RGB) reaches this...
 TISSUE_CHROMA = 0.06
@@ -58,8 +62,10 @@ def to_float_rgb(array: object, *, name: str = "image") -> np.ndarray:
 
 def tissue_fraction(patch: np.ndarray) -> float:
     """Fraction of the pixels of a float RGB ``patch`` that look like tissue, not glass."""
-    hi = patch.max(axis=-1)
-    lo = patch.min(axis=-1)
+    # Elementwise over the three channels: numpy's reduce over a length-3 axis is ~10x slower.
+    r, g, b = patch[..., 0], patch[..., 1], patch[..., 2]
+    hi = np.maximum(np.maximum(r, g), b)
+    lo = np.minimum(np.minimum(r, g), b)
     return float(np.mean(((hi - lo) >= TISSUE_CHROMA) | (hi < TISSUE_MAX_VALUE)))
 
 
@@ -71,24 +77,49 @@ def augment(patch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.ascontiguousarray(patch)
 
 
-def jitter_stain(patch: np.ndarray, rng: np.random.Generator, strength: float) -> np.ndarray:
-    """Vary a float RGB patch's staining and brightness within plausible bounds.
+def jitter_stain(batch: torch.Tensor, rng: np.random.Generator, strength: float) -> torch.Tensor:
+    """Vary each patch's staining and brightness within plausible bounds, on its device.
 
-    The patch's optical density is split into haematoxylin, eosin and DAB densities
+    Each patch's optical density is split into haematoxylin, eosin and DAB densities
     (Ruifrok and Johnston's matrix, as :func:`skimage.color.rgb2hed`); each is scaled by
     ``1 + a`` and shifted by ``b`` with ``a, b`` uniform in ``[-strength, strength]`` (the
     HED jitter of Tellez et al., 2018), recombined, and the brightness scaled by ``1 + c``,
     ``c`` likewise. Colours stay those of a stain, never an arbitrary hue; with
-    ``strength`` 0 the patch comes back unchanged.
+    ``strength`` 0 the patches come back unchanged (to float32 rounding).
+
+    Parameters
+    ----------
+    batch : torch.Tensor
+        N x 3 x H x W RGB floats in [0, 1], on any device (never modified).
+    rng : numpy.random.Generator
+        Source of the per-patch factors.
+    strength : float
+        The bound of ``a``, ``b`` and ``c``.
+
+    Returns
+    -------
+    torch.Tensor
+        A new float32 batch in [0, 1] on the same device.
     """
+    import torch
     from skimage.color import hed_from_rgb, rgb_from_hed
 
-    density = -np.log(np.maximum(patch, 1e-6)) @ hed_from_rgb
-    density = density * (1 + rng.uniform(-strength, strength, 3)) + rng.uniform(
-        -strength, strength, 3
-    )
-    rgb = np.exp(-(density @ rgb_from_hed)) * (1 + rng.uniform(-strength, strength))
-    return np.clip(rgb, 0, 1).astype(np.float32)
+    n = batch.shape[0]
+    scale = 1 + rng.uniform(-strength, strength, (n, 3))
+    shift = rng.uniform(-strength, strength, (n, 3))
+    brightness = 1 + rng.uniform(-strength, strength, n)
+    # The jitter is linear in optical density, so RGB density -> HED -> jittered -> RGB
+    # density folds into one 3 x 3 matrix and an offset per patch.
+    matrix = np.einsum("ij,nj,jk->nik", hed_from_rgb, scale, rgb_from_hed)
+    offset = shift @ rgb_from_hed
+
+    def tensor(values: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(values, dtype=torch.float32, device=batch.device)
+
+    density = -torch.log(batch.float().clamp(min=1e-6))
+    mixed = torch.einsum("nchw,nck->nkhw", density, tensor(matrix))
+    rgb = torch.exp(-(mixed + tensor(offset)[:, :, None, None]))
+    return (rgb * tensor(brightness)[:, None, None, None]).clamp_(0, 1)
 
 
 @dataclass
@@ -107,6 +138,10 @@ class PatchSampler:
     first whose tissue fraction reaches ``min_tissue`` is taken, otherwise the one
     with the most tissue, so background is rare but never an error.
 
+    Sampling only reads the sampler, so threads may sample at once (each with its own
+    generator). Stain jitter is not applied here: :func:`jitter_stain` varies whole batches
+    on the training device, where it costs next to nothing.
+
     Parameters
     ----------
     images : sequence of array-like
@@ -119,8 +154,6 @@ class PatchSampler:
         Tissue fraction at which a patch is accepted at once.
     tries : int
         Positions drawn per patch before the best one is taken.
-    stain_jitter : float
-        Strength of :func:`jitter_stain` applied to every sampled patch (0: none).
     """
 
     def __init__(
@@ -131,14 +164,12 @@ class PatchSampler:
         *,
         min_tissue: float = 0.5,
         tries: int = 8,
-        stain_jitter: float = 0.0,
     ) -> None:
         if not images:
             raise ValueError("no images to sample patches from")
         self.patch_size = patch_size
         self.min_tissue = min_tissue
         self.tries = tries
-        self.stain_jitter = stain_jitter
         self.sources = []
         for data, name in zip(images, names, strict=True):
             if len(data.shape) not in (2, 3):
@@ -173,10 +204,7 @@ class PatchSampler:
         out = np.empty((batch_size, 3, p, p), dtype=np.float32)
         for i in range(batch_size):
             src = self.sources[int(rng.choice(len(self.sources), p=self._weights))]
-            patch = augment(self._tissue_crop(src, p, p, rng), rng)
-            if self.stain_jitter:
-                patch = jitter_stain(patch, rng, self.stain_jitter)
-            out[i] = patch.transpose(2, 0, 1)
+            out[i] = augment(self._tissue_crop(src, p, p, rng), rng).transpose(2, 0, 1)
         return out
 
     def fixed_crops(self, size: int, per_image: int, seed: int, multiple: int) -> list[np.ndarray]:

@@ -21,6 +21,9 @@ WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 INDEX_NAME = "index.json"
 #: Label of the bundled weights in the napari widget's Weights chooser.
 BUNDLED_LABEL = "pretrained (bundled)"
+#: The release candidate: basic weights not bundled yet, carried over from one training
+#: session to the next (docs/pretrained.md). In a source checkout only, not in a package.
+CANDIDATE = Path(__file__).resolve().parents[2] / "release_candidate" / "basic.int8.safetensors"
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,14 @@ def bundled(model: str) -> Pretrained | None:
     if entry is None or not (WEIGHTS_DIR / entry["file"]).is_file():
         return None
     return Pretrained(model, WEIGHTS_DIR / entry["file"], entry["sha256"], entry["summary"])
+
+
+def best_basic_weights() -> Path | None:
+    """The bundled basic weights, else the release candidate of a source checkout, else None."""
+    entry = bundled("basic")
+    if entry is not None:
+        return entry.path
+    return CANDIDATE if CANDIDATE.is_file() else None
 
 
 def bundled_weights(model: str) -> Path:

@@ -67,7 +67,7 @@ def neighbor2neighbor_loss(
     gamma : float
         Weight of the regulariser.
     memory_format : torch.memory_format
-        Layout for the model's input (channels_last on CUDA).
+        Layout for the model's input (channels_last on CUDA and in bf16 on the CPU).
 
     Returns
     -------

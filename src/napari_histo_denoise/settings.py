@@ -35,7 +35,7 @@ TRAIN_PRESETS: dict[str, dict[str, object]] = {
         "steps": 1_000_000,
     },
 }
-#: Precision names (``"auto"``: bf16 on CUDA, else fp32).
+#: Precision names (``"auto"``: bf16 on CUDA and on CPUs with native bf16, else fp32).
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
@@ -94,7 +94,8 @@ class DenoiseSettings:
     device : str
         ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``.
     precision : {"auto", "fp32", "bf16", "fp16"}
-        Autocast precision; ``"auto"`` is bf16 on CUDA and fp32 elsewhere.
+        Autocast precision; ``"auto"`` is bf16 on CUDA and on CPUs with native bf16
+        (AVX512-BF16 or AMX), fp32 elsewhere.
     """
 
     model: object = "basic"
@@ -167,6 +168,10 @@ class TrainSettings:
     ema : float or None
         Decay of an exponential moving average of the weights (e.g. 0.999), which is then
         what is validated and returned; ``None`` turns it off.
+    freeze_batch_norm : bool
+        Normalise with batch norm's running statistics while training and leave them as
+        they are (its scale and shift still learn): for fine-tuning trained weights with
+        batches too small for good statistics, such as a CPU's.
     compile : bool or None
         Train through ``torch.compile``; ``None``: on CUDA only.
     val_every : int or None
@@ -178,7 +183,8 @@ class TrainSettings:
     device : str
         ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``.
     precision : {"auto", "fp32", "bf16", "fp16"}
-        Autocast precision; ``"auto"`` is bf16 on CUDA and fp32 elsewhere.
+        Autocast precision; ``"auto"`` is bf16 on CUDA and on CPUs with native bf16
+        (AVX512-BF16 or AMX), fp32 elsewhere.
     seed : int
         Seeds the initial weights, the patches, the noise and the neighbour choice.
     """
@@ -193,6 +199,7 @@ class TrainSettings:
     clean_fraction: float = 0.0
     stain_jitter: float = 0.0
     ema: float | None = None
+    freeze_batch_norm: bool = False
     compile: bool | None = False
     val_every: int | None = None
     val_crop: int = 256
@@ -225,6 +232,10 @@ class TrainSettings:
         _fraction("stain_jitter", self.stain_jitter)
         if self.ema is not None:
             _fraction("ema", self.ema)
+        if not isinstance(self.freeze_batch_norm, bool):
+            raise ValueError(
+                f"freeze_batch_norm must be True or False, got {self.freeze_batch_norm!r}"
+            )
         if self.compile not in (True, False, None):
             raise ValueError(f"compile must be True, False or None (auto), got {self.compile!r}")
         multiple = _MODEL_MULTIPLE * (2 if self.mode == "self-supervised" else 1)

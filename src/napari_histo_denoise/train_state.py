@@ -22,8 +22,9 @@ from .files import atomic_output
 
 #: Header-metadata key of the JSON document.
 STATE_KEY = "napari_histo_denoise_train_state"
-#: Version of the layout; a reader refuses others.
-STATE_FORMAT = 1
+#: Version of the layout; a reader refuses others. 2: the patch stream seeds one generator
+#: per batch, and the step stream also draws the stain jitter (so format 1 cannot resume).
+STATE_FORMAT = 2
 
 
 @dataclass

@@ -306,7 +306,7 @@ class HistoDenoiseWidget(QWidget):
         record = run.result.metadata[METADATA_KEY]
         self.progress_row.reset(
             f"Done in {record['seconds']:.1f} s ({record['mpx_per_s'] or 0:.2f} Mpx/s on "
-            f"{record['device']}): added {run.result.name!r}."
+            f"{record['device']}, {record['precision']}): added {run.result.name!r}."
         )
         self.progress_row.bar.setValue(self.progress_row.bar.maximum())
 

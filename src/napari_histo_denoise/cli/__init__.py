@@ -19,6 +19,7 @@ COMMANDS = (
     "denoise",
     "train",
     "evaluate",
+    "ship_check",
     "before_after",
     "summary",
     "bench",

@@ -1,9 +1,10 @@
 """``histo-denoise demo``: the whole job on the bundled sample data, headless.
 
-Trains the basic model briefly on clean tissue (scikit-image's IHC sample and the
-top of the bundled CMU-1 H&E slide), adds Gaussian noise to a crop from the bottom
-of the slide that training never saw, denoises it through the tiled engine, writes
-the images and prints PSNR/SSIM beside a classical baseline.
+Adds Gaussian noise to a crop from the bottom of the bundled CMU-1 H&E slide, denoises
+it through the tiled engine with the bundled pretrained basic weights (or ``--weights``),
+writes the images and prints PSNR/SSIM beside a classical baseline. Where no weights are
+bundled (or with ``--train``) it first trains the basic model briefly on clean tissue
+(scikit-image's IHC sample and the top of the slide, which the test crop never overlaps).
 """
 
 from __future__ import annotations
@@ -19,12 +20,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``demo`` subcommand."""
     parser = subparsers.add_parser(
         "demo",
-        help="train briefly on the bundled samples, denoise a noisy crop, print PSNR",
-        description="Train the basic model briefly on the bundled samples, denoise a noisy "
-        "held-out crop of the CMU-1 slide, write before/after PNGs and print PSNR and SSIM.",
+        help="denoise a noisy crop of the bundled slide, print PSNR (trains where needed)",
+        description="Denoise a noisy crop of the bundled CMU-1 slide with the bundled basic "
+        "weights (or --weights), write before/after PNGs and print PSNR and SSIM beside a TV "
+        "baseline. Without bundled weights, or with --train, first train the basic model "
+        "briefly on the bundled samples (never on the test crop).",
     )
     parser.add_argument("-o", "--output", type=Path, default=Path("demo_output"))
-    parser.add_argument("--steps", type=int, default=200, help="training steps (default 200)")
+    parser.add_argument(
+        "--weights",
+        type=Path,
+        help="denoise with these weights (e.g. release_candidate/basic.int8.safetensors)",
+    )
+    parser.add_argument(
+        "--train", action="store_true", help="train briefly even where weights are bundled"
+    )
+    parser.add_argument(
+        "--steps", type=int, default=200, help="training steps with --train (default 200)"
+    )
     parser.add_argument("--sigma", type=float, default=25.0, help="noise std on the 0-255 scale")
     parser.add_argument("--crop", type=int, default=512, help="side of the test crop in pixels")
     parser.add_argument("--device", default="auto")
@@ -33,17 +46,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Train, denoise, write the images and print the figures."""
+    """Denoise (training first where needed), write the images and print the figures."""
     import numpy as np
-    from skimage import data, io
+    from skimage import io
     from skimage.restoration import denoise_tv_chambolle
     from skimage.util import img_as_float, img_as_ubyte
 
+    from ..checkpoint import load_model
     from ..engine import denoise
     from ..io import read_image
     from ..metrics import psnr, ssim
     from ..noise import add_gaussian_noise
-    from ..training import train
+    from ..pretrained import bundled, bundled_weights
 
     levels, _ = read_image(SAMPLE)
     slide = np.asarray((levels[0] if isinstance(levels, list) else levels)[..., :3])
@@ -52,14 +66,58 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--crop must be between 32 and {min(split, slide.shape[1])} pixels")
     if args.steps < 1:
         raise ValueError("--steps must be at least 1")
+    if args.weights is not None and args.train:
+        raise ValueError("--weights and --train exclude each other: denoise with one or train")
     top, left = split + (split - args.crop) // 2, (slide.shape[1] - args.crop) // 2
     clean = img_as_float(slide[top : top + args.crop, left : left + args.crop])
     noisy = add_gaussian_noise(clean, args.sigma, seed=args.seed)
 
+    weights, trained = args.weights, None
+    if weights is None and not args.train and bundled("basic") is not None:
+        weights = bundled_weights("basic")
+    if weights is None:
+        trained = _train(slide[:split], args)
+        model = trained.model
+    else:
+        model, meta = load_model(weights)
+        print(f"denoising with {weights} ({meta.get('steps', '?')} training steps)")
+
+    started = time.perf_counter()
+    denoised = denoise(noisy.astype(np.float32), model, device=args.device).compute()
+    seconds = time.perf_counter() - started
+    baseline = denoise_tv_chambolle(noisy, weight=0.08, channel_axis=-1)
+
+    args.output.mkdir(parents=True, exist_ok=True)
+    if trained is not None:
+        trained.save(args.output / "demo_basic.safetensors")  # with its history and curves
+    images = {"clean": clean, "noisy": noisy, "denoised": denoised, "tv_baseline": baseline}
+    for name, image in images.items():
+        io.imsave(args.output / f"{name}.png", img_as_ubyte(np.clip(image, 0, 1)))
+    side_by_side = np.concatenate([clean, noisy, denoised], axis=1)
+    io.imsave(args.output / "before_after.png", img_as_ubyte(np.clip(side_by_side, 0, 1)))
+
+    print(f"denoised a {args.crop} x {args.crop} crop in {seconds:.1f} s")
+    print(f"{'image':<14}{'PSNR (dB)':>10}{'SSIM':>8}")
+    for name in ("noisy", "tv_baseline", "denoised"):
+        image = images[name]
+        print(f"{name:<14}{psnr(clean, image):>10.2f}{ssim(clean, image):>8.3f}")
+    extra = "" if trained is None else " and the weights (demo_basic.safetensors, .json, .png)"
+    print(
+        f"wrote {', '.join(f'{n}.png' for n in images)}, before_after.png{extra} to {args.output}/"
+    )
+    return 0
+
+
+def _train(top_of_slide, args: argparse.Namespace):
+    """Train the basic model briefly on the IHC sample and the top of the slide."""
+    from skimage import data
+
+    from ..training import train
+
     print(f"training the basic model for {args.steps} steps (IHC sample, top of CMU-1)")
     started = time.perf_counter()
     result = train(
-        [data.immunohistochemistry(), slide[:split]],
+        [data.immunohistochemistry(), top_of_slide],
         "basic",
         noise=f"gaussian:{max(5, args.sigma - 10):g}-{args.sigma + 10:g}",
         steps=args.steps,
@@ -73,30 +131,7 @@ def run(args: argparse.Namespace) -> int:
         progress=_print_progress,
     )
     print(f"\ntrained in {time.perf_counter() - started:.0f} s")
-
-    started = time.perf_counter()
-    denoised = denoise(noisy.astype(np.float32), result.model, device=args.device).compute()
-    seconds = time.perf_counter() - started
-    baseline = denoise_tv_chambolle(noisy, weight=0.08, channel_axis=-1)
-
-    args.output.mkdir(parents=True, exist_ok=True)
-    result.save(args.output / "demo_basic.safetensors")  # with its history and curves
-    images = {"clean": clean, "noisy": noisy, "denoised": denoised, "tv_baseline": baseline}
-    for name, image in images.items():
-        io.imsave(args.output / f"{name}.png", img_as_ubyte(np.clip(image, 0, 1)))
-    side_by_side = np.concatenate([clean, noisy, denoised], axis=1)
-    io.imsave(args.output / "before_after.png", img_as_ubyte(np.clip(side_by_side, 0, 1)))
-
-    print(f"denoised a {args.crop} x {args.crop} crop in {seconds:.1f} s")
-    print(f"{'image':<14}{'PSNR (dB)':>10}{'SSIM':>8}")
-    for name in ("noisy", "tv_baseline", "denoised"):
-        image = images[name]
-        print(f"{name:<14}{psnr(clean, image):>10.2f}{ssim(clean, image):>8.3f}")
-    print(
-        f"wrote {', '.join(f'{n}.png' for n in images)}, before_after.png and the weights "
-        f"(with demo_basic.json and demo_basic.curves.png) to {args.output}/"
-    )
-    return 0
+    return result
 
 
 def _print_progress(event) -> None:

@@ -40,7 +40,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     parser.add_argument(
-        "--precision", choices=PRECISIONS, default="auto", help="auto: bf16 on CUDA, else fp32"
+        "--precision",
+        choices=PRECISIONS,
+        default="auto",
+        help="auto: bf16 on CUDA and on CPUs with native bf16, else fp32",
     )
     parser.add_argument(
         "--tissue-only",
@@ -68,9 +71,15 @@ def _bar(event) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Denoise the input into the output; the core chooses the writer by the output's suffix."""
+    from ..devices import resolve_device, resolve_precision, uses_channels_last
     from ..pipeline import denoise_into, destination_kind
 
     destination_kind(args.output)  # an unsupported suffix fails before anything is read
+    if not args.quiet:
+        device = resolve_device(args.device)
+        precision = resolve_precision(args.precision, device)
+        layout = ", channels_last" if uses_channels_last(device, precision) else ""
+        print(f"denoising on {device} in {precision}{layout}", file=sys.stderr)
     written = denoise_into(
         args.input,
         args.output,

@@ -26,9 +26,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "evaluate",
         help="measure PSNR/SSIM of weights against the noisy input, TV, wavelet, NLM and CBM3D",
-        description="Add Gaussian noise with fixed per-crop seeds to clean images, denoise them "
-        "with the model and the classical baselines, and print per-source PSNR/SSIM tables "
-        "(Markdown). CBM3D runs only when the optional 'bm3d' package is installed.",
+        description="Add Gaussian (or Poisson-Gaussian) noise with fixed per-crop seeds to "
+        "clean images, denoise them with the model and the classical baselines, and print "
+        "per-source PSNR/SSIM tables (Markdown). CBM3D runs only when the optional 'bm3d' "
+        "package is installed.",
     )
     parser.add_argument(
         "--weights",
@@ -40,6 +41,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--sigmas", nargs="+", type=float, default=[15, 25, 50], help="noise sigmas (0-255 scale)"
+    )
+    parser.add_argument(
+        "--noise",
+        choices=["gaussian", "poisson-gaussian"],
+        default="gaussian",
+        help="noise added (poisson-gaussian: each sigma is the std at mid-grey)",
     )
     parser.add_argument(
         "--crop", type=_crop, default=256, help="crop side (multiple of 16) or 'none' for whole"
@@ -88,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
         crop=args.crop,
         crops_per_image=args.crops_per_image,
         seed=args.seed,
+        noise=args.noise,
         tile_size=args.tile_size,
         device=args.device,
         precision=args.precision,

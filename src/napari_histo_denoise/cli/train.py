@@ -65,6 +65,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add("--stain-jitter", type=float, help="stain and brightness jitter strength")
     add("--ema", type=float, help="decay of a weight average that is validated and saved")
     add(
+        "--freeze-batch-norm",
+        action=argparse.BooleanOptionalAction,
+        help="train with batch norm's running statistics, unchanged (fine-tuning, small batches)",
+    )
+    add(
         "--compile",
         action=argparse.BooleanOptionalAction,
         help="train through torch.compile",

@@ -2,9 +2,10 @@
 
 Data flow of one plane: normalise by dtype (the same rule for the whole image) -> read a
 band of tile rows -> batches of tiles on the device (bf16 autocast + channels_last on
-CUDA) -> weighted overlap-add, segment by segment -> divide by the summed weights -> back
-to the input dtype -> a sink. Neighbouring bands share a seam of ``overlap`` rows whose
-partial sums are added when the later band is joined, so no tile is computed twice.
+CUDA and on CPUs with native bf16) -> weighted overlap-add, segment by segment -> divide
+by the summed weights -> back to the input dtype -> a sink. Neighbouring bands share a
+seam of ``overlap`` rows whose partial sums are added when the later band is joined, so no
+tile is computed twice.
 
 The modules of this package, each one job: :mod:`.geometry` (layout, tile plan, bands,
 segments, skipped tiles), :mod:`.model_cache` (models built once per process and device),

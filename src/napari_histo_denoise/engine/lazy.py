@@ -81,7 +81,8 @@ def denoise(
         ``"auto"`` (CUDA, then MPS, then CPU; resolved where the work runs), ``"cpu"``,
         ``"cuda"``, ``"cuda:N"``, ``"mps"``.
     precision : {"auto", "fp32", "bf16", "fp16"}
-        ``"auto"``: bf16 autocast with channels_last on CUDA, fp32 elsewhere.
+        ``"auto"``: bf16 autocast with channels_last on CUDA and on CPUs with native
+        bf16 (AVX512-BF16 or AMX), fp32 elsewhere.
     progress : callable, optional
         Called as ``progress(done_tiles, total_tiles)`` after each batch (in the process
         that runs the batch). Computing the result again counts from the start again.

@@ -24,7 +24,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..devices import PRECISION_DTYPES, free_memory, resolve_device, resolve_precision
+from ..devices import (
+    PRECISION_DTYPES,
+    free_memory,
+    resolve_device,
+    resolve_precision,
+    uses_channels_last,
+)
 from ..settings import DenoiseSettings
 
 #: Share of the free device memory an automatic batch may use.
@@ -66,9 +72,8 @@ class ModelSource:
             f"weights must be a file path or a state dict, got {type(weights).__name__}"
         )
 
-    def build(self, device: torch.device) -> nn.Module:
+    def build(self, device: torch.device, channels_last: bool) -> nn.Module:
         """Return the model in eval mode on ``device``, never modifying a caller's module."""
-        channels_last = device.type == "cuda"
         if self.kind == "path":
             from ..checkpoint import load_model
 
@@ -117,7 +122,7 @@ class PreparedModel:
         self.model = model
         self.device = device
         self.precision = precision
-        self.channels_last = device.type == "cuda"
+        self.channels_last = uses_channels_last(device, precision)
         # A GPU batch takes well under a second, and new hooks would make a torch.compile'd
         # model retrace: cancel hooks only where one forward pass can take seconds.
         self.cancel_hooks = device.type != "cuda" and not hasattr(model, "_orig_mod")
@@ -195,7 +200,7 @@ def prepared_model(source: ModelSource, device_name: str, precision: str) -> Pre
     with _CACHE_LOCK:
         prepared = _MODEL_CACHE.get(key)
         if prepared is None:
-            model = source.build(device)
+            model = source.build(device, uses_channels_last(device, precision))
             prepared = _MODEL_CACHE[key] = PreparedModel(model, device, precision)
             while len(_MODEL_CACHE) > _CACHE_SIZE:
                 _MODEL_CACHE.popitem(last=False)
