@@ -2,10 +2,11 @@
 
 Sections (each prints a markdown table; ``--json`` also writes the figures):
 
-- ``cpu``: the bare model forward on the pixels of a 2048 x 2048 RGB uint8 image (as
-  non-overlapping 1024 x 1024 tiles) against the engine end to end on the same image
-  (uint8 in, uint8 out, overlap included) in fp32 and in bf16 + channels_last, side by side
-  in one run, with the PSNR of the bf16 output against the fp32 one on a noisy crop.
+- ``cpu``: the engine end to end on a 2048 x 2048 RGB uint8 H&E image (uint8 in, uint8 out,
+  overlap included) for each CPU path: torch fp32, torch bf16 + channels_last, and where
+  OpenVINO is installed OpenVINO fp32 and bf16, each with its speed-up over torch fp32 and
+  the PSNR of its output against torch fp32's on a noisy crop (trained weights);
+  ``--cpu-compile`` adds torch.compile.
 - ``train``: training steps of the basic model on the CPU (``bench_training.py``: 128 px
   patches, batch 4) in fp32 and in bf16 + channels_last: patches per second, side by side.
 - ``rss``: a 16384 x 16384 x 3 uint8 zarr on disk denoised into a zarr on disk with a tiny
@@ -15,8 +16,8 @@ Sections (each prints a markdown table; ``--json`` also writes the figures):
   comparison, PSNR against the fp32 CPU result on a 512 x 512 crop, and MONAI's
   ``sliding_window_inference`` on the same model when monai is installed.
 
-Random weights are fine for throughput: the work does not depend on the weights. The
-bf16-vs-fp32 PSNR needs trained ones: the bundled basic weights, else the release candidate
+Random weights are fine for throughput: the work does not depend on the weights. The PSNR
+against fp32 needs trained ones: the bundled basic weights, else the release candidate
 (``release_candidate/``), else ``--weights``.
 """
 
@@ -94,69 +95,90 @@ def timed_engine(image, model, **options) -> float:
     return time.perf_counter() - start
 
 
-def bf16_psnr(weights: Path | None, size: int = 512) -> tuple[float, str]:
-    """PSNR of the engine's bf16 output against its fp32 output (float, noisy crop, CPU)."""
+def cpu_paths() -> list[tuple[str, str]]:
+    """The (backend, precision) pairs a CPU can run here: torch, and OpenVINO where installed."""
+    from napari_histo_denoise.devices import openvino_installed
+
+    backends = ["torch", *(["openvino"] if openvino_installed() else [])]
+    return [(b, p) for b in backends for p in ("fp32", "bf16")]
+
+
+def psnr_vs_fp32(model, backend: str, precision: str, size: int = 512) -> float:
+    """PSNR of a path's output against torch fp32's (engine, noisy H&E crop, CPU)."""
     from skimage.metrics import peak_signal_noise_ratio
 
     from napari_histo_denoise import engine
-    from napari_histo_denoise.checkpoint import load_model
     from napari_histo_denoise.noise import add_gaussian_noise
 
-    if weights is None:
-        return float("nan"), "no trained weights"
-    model, _ = load_model(weights)
     clean = histology(size).astype(np.float32) / 255
     noisy = add_gaussian_noise(clean, 25, seed=0).astype(np.float32)
+    options = dict(tile_size=256, overlap=32, device="cpu")
     outputs = [
-        engine.denoise(noisy, model, tile_size=256, overlap=32, device="cpu", precision=p)
-        .compute()
-        .astype(np.float64)
-        for p in ("fp32", "bf16")
+        engine.denoise(noisy, model, precision=p, backend=b, **options).compute()
+        for b, p in (("torch", "fp32"), (backend, precision))
     ]
-    return peak_signal_noise_ratio(*outputs, data_range=1.0), weights.name
+    return peak_signal_noise_ratio(*(o.astype(np.float64) for o in outputs), data_range=1.0)
 
 
 def section_cpu(args) -> list[dict]:
+    """The engine end to end on the CPU for every backend and precision, against torch fp32."""
     import torch
 
     from napari_histo_denoise import pretrained
+    from napari_histo_denoise.checkpoint import load_model
+    from napari_histo_denoise.devices import resolve_backend, resolve_precision
     from napari_histo_denoise.models import build_model
     from napari_histo_denoise.tiling import axis_grid
 
     size, tile = args.cpu_size, args.cpu_tile
     image = histology(size)
-    torch.manual_seed(0)
-    model = build_model("basic").eval()
-    cpu = torch.device("cpu")
-    bare_tile = min(size, 1024)
-    bare = bare_forward(model, image, bare_tile, cpu, torch.float32)
+    weights = args.weights or pretrained.best_basic_weights()
+    if weights is None:
+        torch.manual_seed(0)
+        model, label = build_model("basic").eval(), "random weights (no PSNR)"
+    else:
+        model, label = load_model(weights)[0], Path(weights).name
     grid = axis_grid(size, tile, args.overlap)
     computed = (len(grid.starts) * grid.tile) ** 2
     mpx = size * size / 1e6
-    rows = [
-        {
-            "what": f"bare forward fp32, {bare_tile}^2 tiles, no overlap",
-            "s": bare,
-            "Mpx/s": mpx / bare,
-            "ratio": 1.0,
-        }
-    ]
-    psnr, weights = bf16_psnr(args.weights or pretrained.best_basic_weights())
-    for precision in ("fp32", "bf16"):
-        options = {"tile_size": tile, "overlap": args.overlap, "device": "cpu", "batch_size": 1}
-        took = timed_engine(image, model, precision=precision, **options)
-        layout = " + channels_last" if precision == "bf16" else ""
+    auto = resolve_backend("auto", "cpu"), resolve_precision("auto", "cpu")
+    options = {"tile_size": tile, "overlap": args.overlap, "device": "cpu", "batch_size": 1}
+    rows = []
+    for backend, precision in cpu_paths():
+        path = dict(precision=precision, backend=backend, **options)
+        if backend == "openvino":  # convert and compile the tile's shape before timing
+            timed_engine(image[:tile, :tile], model, **path)
+        took = timed_engine(image, model, **path)
+        layout = " + channels_last" if backend == "torch" and precision == "bf16" else ""
+        chosen = " (auto)" if auto == (backend, precision) else ""
         rows.append(
             {
-                "what": f"engine end to end {precision}{layout}, tile {tile}, overlap "
-                f"{args.overlap} ({computed / size**2:.3f}x pixels computed)",
+                "path": f"{backend} {precision}{layout}{chosen}",
                 "s": took,
                 "Mpx/s": mpx / took,
-                "ratio": bare / took,
-                "PSNR vs fp32 (dB)": psnr if precision == "bf16" else float("nan"),
-                "weights": weights if precision == "bf16" else "",
+                "speed-up": rows[0]["s"] / took if rows else 1.0,
+                "PSNR vs torch fp32 (dB)": float("nan")
+                if weights is None or rows == []
+                else psnr_vs_fp32(model, backend, precision),
             }
         )
+    if args.cpu_compile:  # torch.compile on the CPU: kept in the engine only if faster
+        compiled = torch.compile(model)
+        timed_engine(image[:tile, :tile], compiled, precision="bf16", **options)  # compiles
+        took = timed_engine(image, compiled, precision="bf16", **options)
+        rows.append(
+            {
+                "path": "torch bf16 + channels_last + torch.compile",
+                "s": took,
+                "Mpx/s": mpx / took,
+                "speed-up": rows[0]["s"] / took,
+            }
+        )
+    print(
+        f"engine end to end, {size}^2 RGB uint8 H&E in and out, tile {tile}, overlap "
+        f"{args.overlap} ({computed / size**2:.3f}x pixels computed), batch 1; PSNR on a noisy "
+        f"512^2 crop with {label}"
+    )
     return rows
 
 
@@ -383,7 +405,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--weights",
         type=Path,
-        help="trained basic weights for the bf16 PSNR (default: bundled, else the candidate)",
+        help="trained basic weights for the PSNR (default: bundled, else the candidate)",
+    )
+    p.add_argument(
+        "--cpu-compile", action="store_true", help="also time torch.compile on the CPU (slow)"
     )
     p.add_argument("--train-steps", type=int, default=8, help="timed steps of the train section")
     p.add_argument("--train-batch", type=int, default=4)
@@ -421,8 +446,11 @@ def run(args: argparse.Namespace) -> int:
     unknown = set(wanted) - set(sections)
     if unknown:
         raise SystemExit(f"unknown sections: {', '.join(sorted(unknown))}")
+    from napari_histo_denoise.devices import cpu_has_native_bf16, device_name
+
     print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, "
+        f"torch {torch.__version__}; CPU: {device_name(torch.device('cpu'))}, native bf16: "
+        f"{'yes' if cpu_has_native_bf16() else 'no'}; "
         f"CUDA: {torch.cuda.get_device_name() if torch.cuda.is_available() else 'none'}"
     )
     figures = {}

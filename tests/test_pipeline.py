@@ -12,7 +12,7 @@ from torch import nn
 
 from napari_histo_denoise import checkpoint, files
 from napari_histo_denoise.cli import main
-from napari_histo_denoise.devices import resolve_precision
+from napari_histo_denoise.devices import resolve_backend, resolve_precision
 from napari_histo_denoise.engine import Cancelled, denoise, iter_denoise, make_run, model_cache
 from napari_histo_denoise.events import drain
 from napari_histo_denoise.io import read_image
@@ -137,8 +137,9 @@ def test_cli_writes_a_streamed_pyramidal_ome_tiff_with_the_pixel_size(tmp_path, 
     err = capsys.readouterr().err
     assert "tiles" in err
     precision = resolve_precision("auto", "cpu")  # the CLI says what auto chose here
-    layout = ", channels_last" if precision == "bf16" else ""
-    assert err.startswith(f"denoising on cpu in {precision}{layout}\n")
+    backend = resolve_backend("auto", "cpu")
+    layout = ", channels_last" if precision == "bf16" and backend == "torch" else ""
+    assert err.startswith(f"denoising on cpu in {precision}, {backend}{layout}\n")
 
 
 def test_cli_help_shows_the_defaults(capsys):

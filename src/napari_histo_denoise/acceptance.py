@@ -131,8 +131,9 @@ class ShipCheck:
             f"| {c.name} | {c.measured:.2f} | {c.target:.2f} | {'pass' if c.passed else 'FAIL'} |"
             for c in self.checks
         ]
-        verdict = "passes" if self.passed else "does not pass"
-        lines += ["", f"**The weights {verdict} the rule.**", "", "No harm, PSNR dB per crop:", ""]
+        verdict = "pass" if self.passed else "do not pass"
+        lines += ["", f"**These weights {verdict} the rule.**", ""]
+        lines += ["No harm, PSNR dB per crop:", ""]
         lines += [
             f"- {source}: " + ", ".join(f"{v:.2f}" for v in values)
             for source, values in self.no_harm.items()

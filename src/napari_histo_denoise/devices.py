@@ -116,6 +116,49 @@ def resolve_precision(precision: str, device: torch.device | str) -> str:
     return precision
 
 
+def openvino_installed() -> bool:
+    """Whether the optional OpenVINO runtime is importable (``pip install ...[openvino]``)."""
+    import importlib.util
+
+    return importlib.util.find_spec("openvino") is not None
+
+
+def resolve_backend(backend: str, device: torch.device | str, *, own_model: bool = True) -> str:
+    """Return what runs the model: ``"torch"`` or ``"openvino"``.
+
+    ``"auto"`` is OpenVINO on the CPU for this package's own models (``own_model``: the
+    basic and deep U-Nets, whose OpenVINO output was checked against torch fp32 with trained
+    weights, docs/engine.md) where it is installed, else torch: any other module runs in
+    torch unless OpenVINO is asked for.
+
+    Raises
+    ------
+    ValueError
+        For an unknown backend, OpenVINO on another device than the CPU, or OpenVINO asked
+        for but not installed.
+    """
+    kind = torch.device(device).type
+    if backend == "auto":
+        return "openvino" if kind == "cpu" and own_model and openvino_installed() else "torch"
+    if backend == "openvino":
+        if kind != "cpu":
+            raise ValueError(
+                f"the OpenVINO backend runs on the CPU, not on {kind}: choose device 'cpu' "
+                "or backend 'torch'"
+            )
+        if not openvino_installed():
+            raise ValueError(
+                "the OpenVINO backend needs the openvino package: "
+                "pip install 'napari-histo-denoise[openvino]' (or choose backend 'torch')"
+            )
+        return backend
+    if backend != "torch":
+        raise ValueError(
+            f"unknown backend {backend!r}; valid values are 'auto', 'torch', 'openvino'"
+        )
+    return backend
+
+
 def uses_channels_last(device: torch.device, precision: str) -> bool:
     """Whether to run in channels_last: on CUDA, and on the CPU in bf16 (oneDNN's fast path)."""
     return device.type == "cuda" or (device.type == "cpu" and precision == "bf16")

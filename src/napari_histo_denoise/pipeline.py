@@ -74,6 +74,7 @@ def iter_denoise_into(
     batch_size: int | None = None,
     device: str = "auto",
     precision: str = "auto",
+    backend: str = "auto",
     cancel: Any = None,
     tissue_only: bool = False,
     mask: Any = None,
@@ -97,7 +98,7 @@ def iter_denoise_into(
         written into. A path, by suffix: ``.zarr`` a zarr array (any layout), ``.ome.zarr`` an
         OME-Zarr pyramid (resumable), ``.ome.tif``/``.tif`` a tiled pyramidal OME-TIFF
         (both 2-D images only), ``.png``/``.jpg`` a picture (2-D, uint8).
-    model, weights, tile_size, overlap, batch_size, device, precision
+    model, weights, tile_size, overlap, batch_size, device, precision, backend
         As for :func:`napari_histo_denoise.engine.denoise` (``weights=None``: the bundled
         weights of a named model).
     cancel : threading.Event or callable, optional
@@ -163,6 +164,7 @@ def iter_denoise_into(
         batch_size=batch_size,
         device=device,
         precision=precision,
+        backend=backend,
     )
     if kind in ("memory", "array", "picture"):
         out = np.empty(run.layout.shape, run.layout.dtype) if kind != "array" else destination

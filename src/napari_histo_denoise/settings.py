@@ -37,6 +37,8 @@ TRAIN_PRESETS: dict[str, dict[str, object]] = {
 }
 #: Precision names (``"auto"``: bf16 on CUDA and on CPUs with native bf16, else fp32).
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+#: What runs the model (``"auto"``: OpenVINO on the CPU where it is installed, else torch).
+BACKENDS = ("auto", "torch", "openvino")
 
 
 def _positive_int(name: str, value: object) -> None:
@@ -96,6 +98,9 @@ class DenoiseSettings:
     precision : {"auto", "fp32", "bf16", "fp16"}
         Autocast precision; ``"auto"`` is bf16 on CUDA and on CPUs with native bf16
         (AVX512-BF16 or AMX), fp32 elsewhere.
+    backend : {"auto", "torch", "openvino"}
+        What runs the model; ``"auto"`` is OpenVINO on the CPU where the optional
+        ``openvino`` package is installed, else torch.
     """
 
     model: object = "basic"
@@ -105,6 +110,7 @@ class DenoiseSettings:
     batch_size: int | None = None
     device: str = "auto"
     precision: str = "auto"
+    backend: str = "auto"
 
     def __post_init__(self) -> None:
         if isinstance(self.model, str):
@@ -128,6 +134,11 @@ class DenoiseSettings:
         if self.batch_size is not None:
             _positive_int("batch_size", self.batch_size)
         _check_precision_and_device(self.precision, self.device)
+        if self.backend not in BACKENDS:
+            raise ValueError(
+                f"unknown backend {self.backend!r}; valid values are "
+                f"{', '.join(map(repr, BACKENDS))}"
+            )
 
 
 @dataclass(frozen=True)

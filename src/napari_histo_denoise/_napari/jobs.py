@@ -43,11 +43,13 @@ def denoise_job(
     go through the core's :func:`~napari_histo_denoise.pipeline.iter_denoise_into`. A
     cancelled or failed run deletes what it wrote.
     """
-    from ..devices import resolve_device, resolve_precision
+    from ..devices import resolve_backend, resolve_device, resolve_precision
     from ..pipeline import iter_denoise_into
 
     device = resolve_device(settings.device)
     precision = resolve_precision(settings.precision, device)
+    own_model = isinstance(settings.model, str)
+    backend = resolve_backend(settings.backend, device, own_model=own_model)
     level0 = data[0] if isinstance(data, list) else data
     folder = destination = None
     if stream:
@@ -66,6 +68,7 @@ def denoise_job(
             batch_size=settings.batch_size,
             device=str(device),
             precision=settings.precision,
+            backend=settings.backend,
             cancel=cancel.is_set,
             resume=False,
         )
@@ -77,7 +80,8 @@ def denoise_job(
         raise
     seconds = time.perf_counter() - start
     mpx = megapixels(tuple(level0.shape), rgb)
-    return DenoiseOutcome(result, _record(settings, device, precision, seconds, mpx))
+    ran = {"device": str(device), "precision": precision, "backend": backend}
+    return DenoiseOutcome(result, _record(settings, ran, seconds, mpx))
 
 
 def _read_back(path: Path) -> Any:
@@ -92,8 +96,11 @@ def _read_back(path: Path) -> Any:
     return zarr.open_array(str(path), mode="r")
 
 
-def _record(settings: Any, device: Any, precision: str, seconds: float, mpx: float) -> dict:
-    """What a result layer keeps about the run that made it."""
+def _record(settings: Any, ran: dict[str, str], seconds: float, mpx: float) -> dict:
+    """What a result layer keeps about the run that made it.
+
+    ``ran``: the device, precision and backend, as resolved.
+    """
     weights = settings.weights
     sha256 = None
     if isinstance(weights, (str, Path)):
@@ -109,8 +116,7 @@ def _record(settings: Any, device: Any, precision: str, seconds: float, mpx: flo
         "tile_size": settings.tile_size,
         "overlap": settings.overlap,
         "batch_size": settings.batch_size,
-        "device": str(device),
-        "precision": precision,
+        **ran,
         "seconds": round(seconds, 3),
         "megapixels": round(mpx, 4),
         "mpx_per_s": round(mpx / seconds, 4) if seconds > 0 else None,

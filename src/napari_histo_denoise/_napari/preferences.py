@@ -17,7 +17,7 @@ from qtpy.QtCore import QSettings
 #: Environment variable naming the settings file to use instead of the user's.
 SETTINGS_ENV = "HISTO_DENOISE_SETTINGS"
 #: The remembered values: ``DenoiseSettings`` fields, as the widget's ``set_settings`` takes them.
-KEYS = ("model", "weights", "tile_size", "overlap", "device")
+KEYS = ("model", "weights", "tile_size", "overlap", "device", "backend")
 _INTEGERS = ("tile_size", "overlap")
 
 

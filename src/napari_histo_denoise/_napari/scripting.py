@@ -57,7 +57,7 @@ def denoise_layer(
         Seconds to wait at most (then TimeoutError; the run goes on).
     **settings
         The other fields of :class:`~napari_histo_denoise.settings.DenoiseSettings`:
-        ``tile_size``, ``overlap``, ``batch_size``, ``device``, ``precision``.
+        ``tile_size``, ``overlap``, ``batch_size``, ``device``, ``precision``, ``backend``.
 
     Returns
     -------

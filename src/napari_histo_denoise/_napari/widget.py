@@ -29,7 +29,7 @@ from qtpy.QtWidgets import (
 )
 from superqt import QCollapsible
 
-from ..settings import MODEL_NAMES, PRECISIONS
+from ..settings import BACKENDS, MODEL_NAMES, PRECISIONS
 from ..tiling import check_tiling
 from . import preferences
 from .choosers import WeightsChooser, layer_combo
@@ -84,6 +84,12 @@ class HistoDenoiseWidget(QWidget):
         self.device_combo.addItem("auto")
         self.precision_combo = QComboBox()
         self.precision_combo.addItems(PRECISIONS)
+        self.backend_combo = QComboBox()
+        self.backend_combo.addItems(BACKENDS)
+        self.backend_combo.setToolTip(
+            "What runs the model: auto is OpenVINO on the CPU where it is installed "
+            "(pip install 'napari-histo-denoise[openvino]'), else torch"
+        )
         self.residual_check = QCheckBox("Also add the residual (input - result)")
         self.residual_check.setToolTip(
             "A layer of what the model removed, under the result: noise shows as grain, "
@@ -103,6 +109,7 @@ class HistoDenoiseWidget(QWidget):
         form.addRow("Batch size", self.batch_spin)
         form.addRow("Device", self.device_combo)
         form.addRow("Precision", self.precision_combo)
+        form.addRow("Backend", self.backend_combo)
         form.addRow(self.residual_check)
         box = QGroupBox("Denoise")
         box_layout = QVBoxLayout(box)
@@ -128,6 +135,7 @@ class HistoDenoiseWidget(QWidget):
             self.batch_spin,
             self.device_combo,
             self.precision_combo,
+            self.backend_combo,
             self.residual_check,
             self.denoise_button,
         )
@@ -151,6 +159,7 @@ class HistoDenoiseWidget(QWidget):
             self.tile_spin.valueChanged,
             self.overlap_spin.valueChanged,
             self.device_combo.currentTextChanged,
+            self.backend_combo.currentTextChanged,
         ):
             signal.connect(self._remember)
         self._list_devices()
@@ -170,13 +179,14 @@ class HistoDenoiseWidget(QWidget):
             batch_size=None if batch == AUTO_BATCH else batch,
             device=self.device_combo.currentText(),
             precision=self.precision_combo.currentText(),
+            backend=self.backend_combo.currentText(),
         )
 
     def set_settings(self, settings: DenoiseSettings | None = None, **values: Any) -> None:
         """Set the controls from a DenoiseSettings and/or keyword values.
 
         Keywords: ``model``, ``weights`` (a path or None), ``tile_size``, ``overlap``,
-        ``batch_size`` (None for auto), ``device``, ``precision``.
+        ``batch_size`` (None for auto), ``device``, ``precision``, ``backend``.
         """
         if settings is not None:
             values = {
@@ -187,10 +197,12 @@ class HistoDenoiseWidget(QWidget):
                 "batch_size": settings.batch_size,
                 "device": settings.device,
                 "precision": settings.precision,
+                "backend": settings.backend,
                 **values,
             }
         unknown = set(values) - {
-            "model", "weights", "tile_size", "overlap", "batch_size", "device", "precision"
+            "model", "weights", "tile_size", "overlap", "batch_size", "device", "precision",
+            "backend",
         }  # fmt: skip
         if unknown:
             raise ValueError(f"unknown denoise setting(s): {', '.join(sorted(unknown))}")
@@ -210,6 +222,8 @@ class HistoDenoiseWidget(QWidget):
             self.device_combo.setCurrentText(values["device"])
         if "precision" in values:
             _choose(self.precision_combo, values["precision"], "precision")
+        if "backend" in values:
+            _choose(self.backend_combo, values["backend"], "backend")
         self._sync_summary()
 
     def set_layer(self, layer_or_name: Any) -> None:
@@ -306,7 +320,8 @@ class HistoDenoiseWidget(QWidget):
         record = run.result.metadata[METADATA_KEY]
         self.progress_row.reset(
             f"Done in {record['seconds']:.1f} s ({record['mpx_per_s'] or 0:.2f} Mpx/s on "
-            f"{record['device']}, {record['precision']}): added {run.result.name!r}."
+            f"{record['device']}, {record['precision']}, {record['backend']}): added "
+            f"{run.result.name!r}."
         )
         self.progress_row.bar.setValue(self.progress_row.bar.maximum())
 
@@ -359,6 +374,8 @@ class HistoDenoiseWidget(QWidget):
         for key, spin in (("tile_size", self.tile_spin), ("overlap", self.overlap_spin)):
             if key in values:
                 spin.setValue(values[key])
+        if values.get("backend") in BACKENDS:
+            self.backend_combo.setCurrentText(values["backend"])
         # Chosen once the device list shows it works on this machine (see _add_devices).
         self._wanted_device = values.get("device")
 
@@ -369,6 +386,7 @@ class HistoDenoiseWidget(QWidget):
             "model": self.model_combo.currentText(),
             "weights": None if weights is None else str(weights),
             "device": self.device_combo.currentText(),
+            "backend": self.backend_combo.currentText(),
         }
         if self._check_tiling():
             values.update(tile_size=self.tile_spin.value(), overlap=self.overlap_spin.value())

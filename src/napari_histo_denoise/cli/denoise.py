@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..settings import MODEL_NAMES, PRECISIONS
+from ..settings import BACKENDS, MODEL_NAMES, PRECISIONS
 from . import DefaultsHelpFormatter
 
 
@@ -46,6 +46,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="auto: bf16 on CUDA and on CPUs with native bf16, else fp32",
     )
     parser.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="auto",
+        help="what runs the model; auto: OpenVINO on the CPU where installed, else torch",
+    )
+    parser.add_argument(
         "--tissue-only",
         action="store_true",
         help="denoise only tiles with tissue (Otsu on a low-resolution level); tiles of "
@@ -71,15 +77,17 @@ def _bar(event) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Denoise the input into the output; the core chooses the writer by the output's suffix."""
-    from ..devices import resolve_device, resolve_precision, uses_channels_last
+    from ..devices import resolve_backend, resolve_device, resolve_precision, uses_channels_last
     from ..pipeline import denoise_into, destination_kind
 
     destination_kind(args.output)  # an unsupported suffix fails before anything is read
     if not args.quiet:
         device = resolve_device(args.device)
         precision = resolve_precision(args.precision, device)
-        layout = ", channels_last" if uses_channels_last(device, precision) else ""
-        print(f"denoising on {device} in {precision}{layout}", file=sys.stderr)
+        backend = resolve_backend(args.backend, device)
+        layout = backend == "torch" and uses_channels_last(device, precision)
+        how = f"{precision}, {backend}" + (", channels_last" if layout else "")
+        print(f"denoising on {device} in {how}", file=sys.stderr)
     written = denoise_into(
         args.input,
         args.output,
@@ -90,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         device=args.device,
         precision=args.precision,
+        backend=args.backend,
         tissue_only=args.tissue_only,
         overwrite=args.overwrite,
         progress=None if args.quiet else _bar,

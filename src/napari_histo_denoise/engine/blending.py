@@ -63,7 +63,7 @@ class DenoiseRun:
         self.layout = layout
         self.settings = settings
         self.source = ModelSource.from_settings(settings)
-        prepared_model(self.source, settings.device, settings.precision)
+        prepared_model(self.source, settings.device, settings.precision, settings.backend)
         self.norm_y = torch.from_numpy(self.plan.grid_y.normaliser())
         self.norm_x = torch.from_numpy(self.plan.grid_x.normaliser())
         self.progress = progress
@@ -105,8 +105,9 @@ class DenoiseRun:
     def denoiser(self) -> BandDenoiser:
         with self._lock:
             if self._denoiser is None:
+                settings = self.settings
                 prepared = prepared_model(
-                    self.source, self.settings.device, self.settings.precision
+                    self.source, settings.device, settings.precision, settings.backend
                 )
                 self._denoiser = BandDenoiser(self, prepared)
             return self._denoiser

@@ -49,6 +49,7 @@ def denoise(
     batch_size: int | None = None,
     device: str = "auto",
     precision: str = "auto",
+    backend: str = "auto",
     progress: Callable[[int, int], object] | None = None,
     cancel: threading.Event | Callable[[], bool] | None = None,
 ) -> da.Array:
@@ -83,6 +84,10 @@ def denoise(
     precision : {"auto", "fp32", "bf16", "fp16"}
         ``"auto"``: bf16 autocast with channels_last on CUDA and on CPUs with native
         bf16 (AVX512-BF16 or AMX), fp32 elsewhere.
+    backend : {"auto", "torch", "openvino"}
+        What runs the model. ``"auto"``: OpenVINO on the CPU for the basic and deep models
+        where the optional ``openvino`` package is installed (converted in memory, compiled
+        once per batch shape), torch otherwise.
     progress : callable, optional
         Called as ``progress(done_tiles, total_tiles)`` after each batch (in the process
         that runs the batch). Computing the result again counts from the start again.
@@ -100,7 +105,7 @@ def denoise(
     Raises
     ------
     ValueError
-        For an unsupported image, model, weights, tiling, device or precision, when
+        For an unsupported image, model, weights, tiling, device, precision or backend, when
         called (a named model is loaded now, so bad weights raise
         :class:`~napari_histo_denoise.checkpoint.WeightsError` here, not at compute time).
     """
@@ -117,6 +122,7 @@ def denoise(
         batch_size=batch_size,
         device=device,
         precision=precision,
+        backend=backend,
         square_blocks=False,  # a task reads its whole band: keep bands one tile row high
     )
     layout = run.layout

@@ -27,6 +27,7 @@ from torch import nn
 from ..devices import (
     PRECISION_DTYPES,
     free_memory,
+    resolve_backend,
     resolve_device,
     resolve_precision,
     uses_channels_last,
@@ -41,7 +42,7 @@ _MAX_AUTO_BATCH = 256
 _CACHE_SIZE = 2
 
 _MODULE_TOKENS: weakref.WeakKeyDictionary[nn.Module, str] = weakref.WeakKeyDictionary()
-_MODEL_CACHE: OrderedDict[tuple[str, str, str], PreparedModel] = OrderedDict()
+_MODEL_CACHE: OrderedDict[tuple[str, str, str, str], PreparedModel] = OrderedDict()
 _CACHE_LOCK = threading.Lock()
 
 
@@ -116,13 +117,24 @@ def _module_token(model: nn.Module) -> str:
 
 
 class PreparedModel:
-    """A model ready on one device, with its precision and a lock serialising forwards."""
+    """A model ready on one device, with its precision, backend and a lock serialising forwards.
 
-    def __init__(self, model: nn.Module, device: torch.device, precision: str) -> None:
+    With the ``"openvino"`` backend (CPU only) OpenVINO runs a conversion of the model.
+    """
+
+    def __init__(
+        self, model: nn.Module, device: torch.device, precision: str, backend: str = "torch"
+    ) -> None:
         self.model = model
         self.device = device
         self.precision = precision
-        self.channels_last = uses_channels_last(device, precision)
+        self.backend = backend
+        self.openvino = None
+        if backend == "openvino":
+            from .openvino_model import OpenVinoModel
+
+            self.openvino = OpenVinoModel(model, precision)
+        self.channels_last = backend == "torch" and uses_channels_last(device, precision)
         # A GPU batch takes well under a second, and new hooks would make a torch.compile'd
         # model retrace: cancel hooks only where one forward pass can take seconds.
         self.cancel_hooks = device.type != "cuda" and not hasattr(model, "_orig_mod")
@@ -141,6 +153,9 @@ class PreparedModel:
         ValueError
             If the model returns another shape than its input's (a denoiser must not).
         """
+        if self.openvino is not None:
+            out = torch.from_numpy(self.openvino(batch.numpy(), check_cancel))
+            return self._checked(out, batch)
         if self.channels_last:
             batch = batch.contiguous(memory_format=torch.channels_last)
         autocast = (
@@ -151,6 +166,10 @@ class PreparedModel:
         hooks = check_cancel if self.cancel_hooks else None
         with self.lock, _pre_hooks(self.model, hooks), torch.inference_mode(), autocast:
             out = self.model(batch)
+        return self._checked(out, batch)
+
+    @staticmethod
+    def _checked(out: Any, batch: torch.Tensor) -> torch.Tensor:
         if not isinstance(out, torch.Tensor) or out.shape != batch.shape:
             got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
             raise ValueError(
@@ -192,16 +211,20 @@ def _pre_hooks(model: nn.Module, hook: Callable[[], None] | None) -> Generator[N
             handle.remove()
 
 
-def prepared_model(source: ModelSource, device_name: str, precision: str) -> PreparedModel:
-    """The model of ``source`` on a device and precision, from this process's cache."""
+def prepared_model(
+    source: ModelSource, device_name: str, precision: str, backend: str = "auto"
+) -> PreparedModel:
+    """The model of ``source`` on a device, precision and backend, from this process's cache."""
     device = resolve_device(device_name)
     precision = resolve_precision(precision, device)
-    key = (source.token, str(device), precision)
+    backend = resolve_backend(backend, device, own_model=source.kind != "module")
+    key = (source.token, str(device), precision, backend)
     with _CACHE_LOCK:
         prepared = _MODEL_CACHE.get(key)
         if prepared is None:
-            model = source.build(device, uses_channels_last(device, precision))
-            prepared = _MODEL_CACHE[key] = PreparedModel(model, device, precision)
+            channels_last = backend == "torch" and uses_channels_last(device, precision)
+            model = source.build(device, channels_last)
+            prepared = _MODEL_CACHE[key] = PreparedModel(model, device, precision, backend)
             while len(_MODEL_CACHE) > _CACHE_SIZE:
                 _MODEL_CACHE.popitem(last=False)
         _MODEL_CACHE.move_to_end(key)

@@ -1,0 +1,65 @@
+"""A torch denoiser run by OpenVINO on the CPU: converted in memory, compiled once per shape.
+
+OpenVINO's CPU plugin runs the models in bf16 (on CPUs with AVX512-BF16 or AMX) or f32 with
+its own fused kernels, faster than torch's eager CPU path (docs/benchmarks.md). The model is
+converted from the loaded torch module (nothing is written to disk), with a dynamic batch and
+tile shape; each batch shape the engine uses is compiled once, on first use, and kept.
+"""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+#: OpenVINO's inference precision hint for each precision name.
+PRECISION_HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
+#: How long to wait on a running inference before checking for a cancel (milliseconds).
+CANCEL_POLL_MS = 50
+
+
+class OpenVinoModel:
+    """Runs ``model`` (in eval mode; N x 3 x H x W floats in [0, 1]) with OpenVINO."""
+
+    def __init__(self, model: nn.Module, precision: str) -> None:
+        import openvino as ov
+
+        self.core = ov.Core()
+        self.config = {"INFERENCE_PRECISION_HINT": PRECISION_HINTS[precision]}
+        example = torch.zeros(1, 3, 64, 64)
+        with warnings.catch_warnings():
+            # Tracing warns about the models' own input checks, which it records as constants.
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            self.graph = ov.convert_model(model, example_input=example, input=[(-1, 3, -1, -1)])
+        self._requests: dict[tuple[int, ...], object] = {}
+        self._lock = threading.Lock()
+
+    def __call__(
+        self, batch: np.ndarray, check_cancel: Callable[[], None] | None = None
+    ) -> np.ndarray:
+        """Denoise one float32 batch; ``check_cancel`` may raise while it runs, to stop it."""
+        with self._lock:
+            request = self._request(batch.shape)
+            request.start_async([np.ascontiguousarray(batch, dtype=np.float32)])
+            while not request.wait_for(CANCEL_POLL_MS):
+                if check_cancel is not None:
+                    try:
+                        check_cancel()
+                    except BaseException:
+                        request.cancel()
+                        del self._requests[batch.shape]  # never reuse a cancelled request
+                        raise
+            return request.get_output_tensor(0).data.copy()
+
+    def _request(self, shape: tuple[int, ...]):
+        request = self._requests.get(shape)
+        if request is None:
+            graph = self.graph.clone()
+            graph.reshape(list(shape))  # static shapes compile to the fastest kernels
+            compiled = self.core.compile_model(graph, "CPU", self.config)
+            request = self._requests[shape] = compiled.create_infer_request()
+        return request
