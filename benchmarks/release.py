@@ -173,7 +173,7 @@ def main() -> None:
             "sha256": file_sha256(int8_path),
             "parts": parts,
             "fp32_sha256": file_sha256(fp32_path),
-            "init_sha256": metadata["init_sha256"],  # kept across --resume
+            "init_sha256": metadata.get("init_sha256"),  # kept across --resume
         },
         "training": metadata,
         "evaluation": report.to_dict(),
@@ -205,7 +205,7 @@ def _init_model(path: str | Path | None, metadata: dict) -> torch.nn.Module | No
     """The weights a warm restart started from, if they are still there unchanged."""
     if path is None or not Path(path).is_file():
         return None
-    if file_sha256(path) != metadata["init_sha256"]:
+    if file_sha256(path) != metadata.get("init_sha256"):
         return None
     return load_model(path)[0]
 
@@ -279,7 +279,9 @@ def _tiled_vs_whole(model, slide: Path, size: int, device: str) -> dict[str, flo
 
 def _no_harm(model, sources: list[str], crops: list[np.ndarray], device: str) -> dict:
     """PSNR of the model's output on clean crops against those crops (higher: less harm)."""
-    values = no_harm_psnr(model, crops, tile_size=TILE, overlap=OVERLAP, device=device)
+    # fp32, as the ship check measures it (histo-denoise ship-check).
+    options = dict(tile_size=TILE, overlap=OVERLAP, device=device, precision="fp32")
+    values = no_harm_psnr(model, crops, **options)
     by_source: dict[str, float] = {}
     for source, value in zip(sources, values, strict=True):
         by_source[source] = min(value, by_source.get(source, value))

@@ -13,8 +13,11 @@ from skimage import data, io
 from torch import nn
 
 from napari_histo_denoise.acceptance import NO_HARM_DB, RULE_SIGMAS, no_harm_psnr, ship_check
+from napari_histo_denoise.checkpoint import save_weights
 from napari_histo_denoise.cli import main
 from napari_histo_denoise.evaluation import tissue_crops
+from napari_histo_denoise.files import file_sha256
+from napari_histo_denoise.models import build_model
 
 SLIDE = Path(__file__).resolve().parents[1] / "src/napari_histo_denoise/data/cmu1_small_region.svs"
 RULE = ["tv", "wavelet", "nlm"]
@@ -81,6 +84,23 @@ def test_the_rule_needs_its_baselines():
         ship_check(Identity(), SLIDE, baselines=["tv", "wavelet"], **FAST)
     with pytest.raises(ValueError, match="needs weights or a model"):
         ship_check(None, SLIDE, **FAST)
+
+
+def test_trained_weights_pass_the_denoising_lines_by_margins(trained_basic):
+    result = ship_check(trained_basic, SLIDE, baselines=RULE, **(FAST | dict(crop=128)))
+    for check in result.checks[:3]:
+        assert check.passed == (check.measured > check.target)
+    sigma25, sigma50 = result.checks[1:3]  # measured: 1.7 and 2.6 dB above the best baseline
+    assert sigma25.measured > sigma25.target + 1 and sigma50.measured > sigma50.target + 1
+    assert result.settings["backend"] in ("torch", "openvino")
+    assert result.settings["weights"]["sha256"] == file_sha256(trained_basic)
+
+
+def test_weights_trained_on_the_held_out_image_are_refused(tmp_path):
+    meta = {"train_images": ["a.png", SLIDE.name], "steps": 1}
+    weights = save_weights(tmp_path / "w.safetensors", build_model("basic"), meta)
+    with pytest.raises(ValueError, match=f"was trained on {SLIDE.name}: it is not held out"):
+        ship_check(weights, SLIDE, baselines=RULE, **FAST)
 
 
 def test_cli_ship_check_scores_trained_weights(tmp_path, trained_basic, capsys):

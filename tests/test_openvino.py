@@ -12,8 +12,9 @@ from torch import nn
 
 from napari_histo_denoise import devices, engine
 from napari_histo_denoise.engine.model_cache import ModelSource, prepared_model
+from napari_histo_denoise.engine.openvino_model import OpenVinoModel
 from napari_histo_denoise.events import Cancelled
-from napari_histo_denoise.models import build_model
+from napari_histo_denoise.models import build_model, is_package_model
 from napari_histo_denoise.settings import DenoiseSettings
 
 IHC = data.immunohistochemistry()[:200, :232]  # real tissue, a size no tile divides
@@ -35,6 +36,8 @@ class SmallNet(nn.Module):
 def test_auto_picks_openvino_on_the_cpu_for_the_packages_own_models(monkeypatch):
     assert devices.resolve_backend("auto", "cpu") == "openvino"
     assert devices.resolve_backend("auto", "cpu", own_model=False) == "torch"
+    assert is_package_model("basic") and is_package_model(build_model("deep"))
+    assert not is_package_model(SmallNet()) and not is_package_model("unet")
     assert devices.resolve_backend("auto", "cuda:0") == "torch"
     assert devices.resolve_backend("torch", "cpu") == "torch"
     with pytest.raises(ValueError, match="runs on the CPU, not on cuda"):
@@ -49,10 +52,17 @@ def test_auto_picks_openvino_on_the_cpu_for_the_packages_own_models(monkeypatch)
         devices.resolve_backend("openvino", "cpu")
 
 
-def test_openvino_fp32_gives_torchs_output_through_the_engine():
+def test_openvino_fp32_gives_torchs_output_through_the_engine(monkeypatch):
+    calls = []
+    run = OpenVinoModel.__call__
+    monkeypatch.setattr(
+        OpenVinoModel, "__call__", lambda self, *a: calls.append(1) or run(self, *a)
+    )
     options = dict(tile_size=64, overlap=16, device="cpu", precision="fp32")
     torch_out = engine.denoise(IHC, SmallNet(), backend="torch", **options).compute()
+    assert not calls
     openvino_out = engine.denoise(IHC, SmallNet(), backend="openvino", **options).compute()
+    assert calls  # OpenVINO ran every batch
     assert openvino_out.dtype == np.uint8 and openvino_out.shape == IHC.shape
     # uint8 results: at most a rounding step apart, and nearly all equal.
     difference = np.abs(openvino_out.astype(int) - torch_out.astype(int))
@@ -64,13 +74,15 @@ def test_a_shape_compiles_once_and_a_cancel_stops_a_running_pass():
     source = ModelSource.from_settings(DenoiseSettings(model=model))
     prepared = prepared_model(source, "cpu", "fp32", "openvino")
     assert prepared.backend == "openvino" and not prepared.channels_last
-    batch = torch.rand(1, 3, 256, 256)
+    batch = torch.rand(2, 3, 256, 256)
     first = prepared.forward(batch)
-    again = prepared.forward(batch)
-    torch.testing.assert_close(first, again)
-    assert len(prepared.openvino._requests) == 1  # one shape, compiled once
+    kept = first.clone()
+    prepared.forward(torch.rand(2, 3, 256, 256))  # the same shape, other pixels
+    torch.testing.assert_close(first, kept)  # a result is the caller's, never overwritten
+    torch.testing.assert_close(prepared.forward(batch[:1]), first[:1])  # a short last batch
+    assert prepared.openvino.shapes() == [(256, 256)]  # one tile shape, compiled once
     prepared.forward(torch.rand(2, 3, 64, 64))
-    assert len(prepared.openvino._requests) == 2
+    assert prepared.openvino.shapes() == [(256, 256), (64, 64)]
 
     stop = threading.Event()
 
@@ -81,5 +93,6 @@ def test_a_shape_compiles_once_and_a_cancel_stops_a_running_pass():
     big = torch.rand(4, 3, 512, 512)  # several polls long on any CPU
     with pytest.raises(Cancelled):
         prepared.forward(big, check_cancel)
-    assert stop.is_set() and (4, 3, 512, 512) not in prepared.openvino._requests
+    assert stop.is_set()
     torch.testing.assert_close(prepared.forward(batch), first)  # still usable afterwards
+    assert prepared.forward(big[:1]).shape == (1, 3, 512, 512)  # the cancelled shape too

@@ -174,6 +174,7 @@ def test_chunks_of_training_add_up_in_the_lineage(tmp_path):
         "patches": 8,
         "hours": 0,
         "devices": [own["chunks"][0]["device"]],
+        "train_images": ["images[0]"],
     }
     assert own["chunks"][0]["parent_sha256"] is None
     parent = first.save(tmp_path / "first.safetensors", int8=True)[-1]  # the int8 file
@@ -188,12 +189,14 @@ def test_chunks_of_training_add_up_in_the_lineage(tmp_path):
 
     # Weights written before lineages were recorded (and trained from others) count as one
     # chunk, flagged as such.
-    meta = {k: v for k, v in first.metadata.items() if k != "lineage"}
-    old = save_weights(tmp_path / "old.safetensors", first.model, meta | {"init_sha256": "0" * 64})
+    meta = {k: v for k, v in first.metadata.items() if k not in ("lineage", "init_sha256")}
+    old = save_weights(tmp_path / "old.safetensors", first.model, meta | {"init_weights": "a.pt"})
     third = train(TRAIN, "basic", steps=1, init_weights=old, **FAST).metadata
     earlier = third["lineage"]["chunks"][0]
     assert earlier["steps"] == 2 and earlier["earlier_unrecorded"]
+    assert earlier["stored_as"] == "float32" and chunks[0]["stored_as"] == "int8"
     assert third["lineage"]["total"]["steps"] == 3
+    assert third["lineage"]["total"]["train_images"] == first.metadata["train_images"]
 
 
 # Every kind of randomness of a run: noise levels, clean patches, stain jitter, dropout.

@@ -11,6 +11,7 @@ gate.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,19 +50,21 @@ def no_harm_psnr(
     overlap: int = 32,
     device: str = "auto",
     precision: str = "auto",
+    backend: str = "auto",
 ) -> list[float]:
     """PSNR (dB) of the model's output on each clean crop against the crop (higher: less harm).
 
     Parameters
     ----------
-    model : torch.nn.Module, weights path or state dict
-        What :func:`~napari_histo_denoise.engine.denoise` accepts as a model.
+    model : path, torch.nn.Module or state dict
+        A weights file, a model, or a state dict of the basic or deep model.
     crops : sequence of numpy.ndarray
         Clean float RGB crops in [0, 1].
-    tile_size, overlap, device, precision
+    tile_size, overlap, device, precision, backend
         Passed to the engine, as users run it.
     """
-    run = _model_runner(model, tile_size, overlap, device, precision)
+    model, _ = _resolve_model(model)
+    run = _model_runner(model, tile_size, overlap, device, precision, backend)
     return [psnr(clean, run(clean)) for clean in crops]
 
 
@@ -122,7 +125,8 @@ class ShipCheck:
         lines = [
             f"{named}, held-out source `{self.settings['held_out']}`, "
             f"{self.settings['crops']} crops of {self.settings['crop']} px per image, "
-            f"device {self.settings['device']}, precision {self.settings['precision']}.",
+            f"device {self.settings['device']}, precision {self.settings['precision']}, "
+            f"backend {self.settings['backend']}.",
             "",
             "| rule | measured | target | |",
             "|---|---:|---:|---|",
@@ -158,6 +162,7 @@ def ship_check(
     overlap: int = 32,
     device: str = "auto",
     precision: str = "fp32",
+    backend: str = "auto",
     baselines: Sequence[str] | None = None,
     progress: Callable[[str], object] | None = None,
 ) -> ShipCheck:
@@ -169,11 +174,11 @@ def ship_check(
         A weights file (:func:`~napari_histo_denoise.checkpoint.load_model`), or a model.
     held_out : path
         A clean image of a source the weights never trained on: the rule's denoising lines.
-    others : sequence of path
+    others : path or sequence of paths
         More clean images (e.g. the validation slide): scored, and checked for no harm.
     crops, crop, seed
         Tissue crops per image, their side and the seed of their positions and noise.
-    tile_size, overlap, device, precision
+    tile_size, overlap, device, precision, backend
         Passed to the engine for the model.
     baselines : sequence of str, optional
         Baselines to score; default :data:`RULE_BASELINES` and ``cbm3d`` where installed.
@@ -183,7 +188,8 @@ def ship_check(
     Raises
     ------
     ValueError
-        For images that cannot be read, bad crop sizes, or baselines without the rule's.
+        For images that cannot be read, bad crop sizes, baselines without the rule's, or
+        weights whose record says they were trained on the held-out image.
     """
     names = list(baselines) if baselines is not None else _default_baselines()
     missing = [b for b in RULE_BASELINES if b not in names]
@@ -192,9 +198,13 @@ def ship_check(
     model, _ = _resolve_model(weights)
     if model is None:
         raise ValueError("ship_check needs weights or a model to score")
+    _check_held_out(weights, held_out)
+    if isinstance(others, (str, os.PathLike)):
+        others = [others]
     images = [held_out, *others]
     common = dict(crop=crop, crops_per_image=crops, seed=seed, tile_size=tile_size)
-    common.update(overlap=overlap, device=device, precision=precision, label=MODEL)
+    common.update(overlap=overlap, device=device, precision=precision, backend=backend)
+    common.update(label=MODEL)
 
     def stage(message: str) -> None:
         if progress is not None:
@@ -214,6 +224,7 @@ def ship_check(
         overlap=overlap,
         device=device,
         precision=precision,
+        backend=backend,
     )
     no_harm: dict[str, list[float]] = {}
     for (_, source, *_), value in zip(found, values, strict=True):
@@ -234,9 +245,28 @@ def ship_check(
         "overlap": overlap,
         "device": gaussian.settings["device"],
         "precision": gaussian.settings["precision"],
+        "backend": gaussian.settings["backend"],
         "baselines": names,
     }
     return ShipCheck(gaussian, pg, no_harm, checks, settings)
+
+
+def _check_held_out(weights: Any, held_out: Any) -> None:
+    """Refuse weights whose training record (its chunks' too) names the held-out image."""
+    if not isinstance(weights, (str, os.PathLike)) or not isinstance(held_out, (str, os.PathLike)):
+        return
+    from .checkpoint import read_weights
+    from .lineage import LINEAGE_KEY
+
+    _, meta = read_weights(weights)
+    trained = set(meta.get("train_images") or [])
+    trained |= set(meta.get(LINEAGE_KEY, {}).get("total", {}).get("train_images", []))
+    name = Path(held_out).name
+    if name in trained:
+        raise ValueError(
+            f"{Path(weights).name} was trained on {name}: it is not held out, and the rule "
+            "needs a source the weights never saw"
+        )
 
 
 def _no_harm_check(source: str, values: list[float]) -> Check:

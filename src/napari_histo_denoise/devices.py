@@ -116,20 +116,26 @@ def resolve_precision(precision: str, device: torch.device | str) -> str:
     return precision
 
 
+@functools.cache
 def openvino_installed() -> bool:
-    """Whether the optional OpenVINO runtime is importable (``pip install ...[openvino]``)."""
-    import importlib.util
+    """Whether the optional OpenVINO runtime imports (``pip install ...[openvino]``).
 
-    return importlib.util.find_spec("openvino") is not None
+    A broken install counts as none, so ``"auto"`` falls back to torch.
+    """
+    try:
+        import openvino  # noqa: F401
+    except Exception:  # ImportError, or a missing shared library of a damaged install
+        return False
+    return True
 
 
 def resolve_backend(backend: str, device: torch.device | str, *, own_model: bool = True) -> str:
     """Return what runs the model: ``"torch"`` or ``"openvino"``.
 
     ``"auto"`` is OpenVINO on the CPU for this package's own models (``own_model``: the
-    basic and deep U-Nets, whose OpenVINO output was checked against torch fp32 with trained
-    weights, docs/engine.md) where it is installed, else torch: any other module runs in
-    torch unless OpenVINO is asked for.
+    basic and deep U-Nets, by name or as modules, whose OpenVINO output was checked against
+    torch fp32 with trained weights, docs/engine.md) where it is installed, else torch: any
+    other module runs in torch unless OpenVINO is asked for.
 
     Raises
     ------

@@ -178,6 +178,7 @@ def evaluate(
     overlap: int = 32,
     device: str = "auto",
     precision: str = "auto",
+    backend: str = "auto",
     label: str | None = None,
     progress: Callable[[int, int], object] | None = None,
     keep_images: bool = False,
@@ -206,7 +207,7 @@ def evaluate(
     noise : {"gaussian", "poisson-gaussian"}
         The noise added (:data:`NOISE_KINDS`); for ``"poisson-gaussian"`` each sigma is the
         noise std at mid-grey, and CBM3D's oracle is given that std.
-    tile_size, overlap, device, precision
+    tile_size, overlap, device, precision, backend
         Passed to :func:`napari_histo_denoise.engine.denoise` for the model.
     label : str, optional
         The model's method name in the report (default: its architecture).
@@ -236,7 +237,7 @@ def evaluate(
     methods = [NOISY] + ([label] if model is not None else []) + names
     run_model = None
     if model is not None:
-        run_model = _model_runner(model, tile_size, overlap, device, precision)
+        run_model = _model_runner(model, tile_size, overlap, device, precision, backend)
 
     rows, total, done = [], len(crops) * len(sigmas), 0
     images: dict[str, CropImages] = {}
@@ -262,7 +263,8 @@ def evaluate(
             done += 1
             if progress is not None:
                 progress(done, total)
-    from .devices import resolve_device, resolve_precision
+    from .devices import resolve_backend, resolve_device, resolve_precision
+    from .models import is_package_model
 
     resolved = resolve_device(device)
     settings = {
@@ -276,6 +278,7 @@ def evaluate(
         "overlap": overlap,
         "device": str(resolved),
         "precision": resolve_precision(precision, resolved),  # what "auto" meant here
+        "backend": resolve_backend(backend, resolved, own_model=is_package_model(model)),
         "noise": NOISE_KINDS[noise],
     }
     return EvaluationReport(rows, methods, settings, images)
@@ -361,15 +364,14 @@ def _weights_record(weights_or_model: Any) -> dict[str, str] | None:
 
 
 def _model_runner(
-    model: Any, tile_size: int, overlap: int, device: str, precision: str
+    model: Any, tile_size: int, overlap: int, device: str, precision: str, backend: str = "auto"
 ) -> Callable[[np.ndarray], np.ndarray]:
     from .engine import denoise
 
+    options = dict(tile_size=tile_size, overlap=overlap, device=device, precision=precision)
+
     def run(noisy: np.ndarray) -> np.ndarray:
-        image = noisy.astype(np.float32)
-        out = denoise(
-            image, model, tile_size=tile_size, overlap=overlap, device=device, precision=precision
-        )
+        out = denoise(noisy.astype(np.float32), model, backend=backend, **options)
         return np.asarray(out.compute(), dtype=np.float64)
 
     return run

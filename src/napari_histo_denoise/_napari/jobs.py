@@ -44,11 +44,12 @@ def denoise_job(
     cancelled or failed run deletes what it wrote.
     """
     from ..devices import resolve_backend, resolve_device, resolve_precision
+    from ..models import is_package_model
     from ..pipeline import iter_denoise_into
 
     device = resolve_device(settings.device)
     precision = resolve_precision(settings.precision, device)
-    own_model = isinstance(settings.model, str)
+    own_model = is_package_model(settings.model)
     backend = resolve_backend(settings.backend, device, own_model=own_model)
     level0 = data[0] if isinstance(data, list) else data
     folder = destination = None

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from ..settings import PRECISIONS
+from ..settings import BACKENDS, PRECISIONS
 
 #: The held-out source in a ``fetch-data`` folder (never trained on by the release recipe).
 HELD_OUT = Path("train/stardist_histo_he.jpg")
@@ -44,6 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     parser.add_argument("--precision", default="fp32", choices=PRECISIONS)
+    parser.add_argument("--backend", default="auto", choices=BACKENDS)
     parser.add_argument("--json", type=Path, help="also write every figure as JSON here")
     parser.add_argument("-o", "--output", type=Path, help="also write the Markdown report here")
     parser.set_defaults(run=run)
@@ -71,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
         baselines=args.baselines,
         device=args.device,
         precision=args.precision,
+        backend=args.backend,
         progress=lambda message: print(f"scoring: {message}", file=sys.stderr, flush=True),
     )
     text = result.to_markdown()

@@ -32,6 +32,7 @@ from ..devices import (
     resolve_precision,
     uses_channels_last,
 )
+from ..models import is_package_model
 from ..settings import DenoiseSettings
 
 #: Share of the free device memory an automatic batch may use.
@@ -86,7 +87,8 @@ class ModelSource:
         else:
             model = self.payload
             params = list(model.parameters())
-            ready = not model.training and all(p.device == device for p in params)
+            in_eval = not any(m.training for m in model.modules())
+            ready = in_eval and all(p.device == device for p in params)
             if channels_last:
                 ready = ready and all(
                     p.is_contiguous(memory_format=torch.channels_last)
@@ -217,7 +219,8 @@ def prepared_model(
     """The model of ``source`` on a device, precision and backend, from this process's cache."""
     device = resolve_device(device_name)
     precision = resolve_precision(precision, device)
-    backend = resolve_backend(backend, device, own_model=source.kind != "module")
+    own_model = source.kind != "module" or is_package_model(source.payload)
+    backend = resolve_backend(backend, device, own_model=own_model)
     key = (source.token, str(device), precision, backend)
     with _CACHE_LOCK:
         prepared = _MODEL_CACHE.get(key)

@@ -1,15 +1,17 @@
-"""A torch denoiser run by OpenVINO on the CPU: converted in memory, compiled once per shape.
+"""A torch denoiser run by OpenVINO on the CPU: converted in memory, compiled once per tile shape.
 
 OpenVINO's CPU plugin runs the models in bf16 (on CPUs with AVX512-BF16 or AMX) or f32 with
 its own fused kernels, faster than torch's eager CPU path (docs/benchmarks.md). The model is
-converted from the loaded torch module (nothing is written to disk), with a dynamic batch and
-tile shape; each batch shape the engine uses is compiled once, on first use, and kept.
+converted from the loaded torch module (nothing is written to disk); each tile shape the
+engine uses is compiled once, on first use, with a dynamic batch (as fast as a fixed one,
+measured), so the short last batch of a band reuses it.
 """
 
 from __future__ import annotations
 
 import threading
 import warnings
+from collections import OrderedDict
 from collections.abc import Callable
 
 import numpy as np
@@ -20,6 +22,8 @@ from torch import nn
 PRECISION_HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
 #: How long to wait on a running inference before checking for a cancel (milliseconds).
 CANCEL_POLL_MS = 50
+#: Tile shapes kept compiled (each holds a copy of the weights).
+MAX_SHAPES = 4
 
 
 class OpenVinoModel:
@@ -35,7 +39,7 @@ class OpenVinoModel:
             # Tracing warns about the models' own input checks, which it records as constants.
             warnings.simplefilter("ignore", torch.jit.TracerWarning)
             self.graph = ov.convert_model(model, example_input=example, input=[(-1, 3, -1, -1)])
-        self._requests: dict[tuple[int, ...], object] = {}
+        self._requests: OrderedDict[tuple[int, int], object] = OrderedDict()
         self._lock = threading.Lock()
 
     def __call__(
@@ -43,7 +47,7 @@ class OpenVinoModel:
     ) -> np.ndarray:
         """Denoise one float32 batch; ``check_cancel`` may raise while it runs, to stop it."""
         with self._lock:
-            request = self._request(batch.shape)
+            request = self._request(batch.shape[2:])
             request.start_async([np.ascontiguousarray(batch, dtype=np.float32)])
             while not request.wait_for(CANCEL_POLL_MS):
                 if check_cancel is not None:
@@ -51,15 +55,30 @@ class OpenVinoModel:
                         check_cancel()
                     except BaseException:
                         request.cancel()
-                        del self._requests[batch.shape]  # never reuse a cancelled request
+                        _settle(request)
                         raise
-            return request.get_output_tensor(0).data.copy()
+            return request.get_output_tensor(0).data.copy()  # the next run reuses the buffer
 
-    def _request(self, shape: tuple[int, ...]):
-        request = self._requests.get(shape)
+    def shapes(self) -> list[tuple[int, int]]:
+        """The tile shapes compiled so far, oldest first."""
+        return list(self._requests)
+
+    def _request(self, tile: tuple[int, int]):
+        request = self._requests.get(tile)
         if request is None:
             graph = self.graph.clone()
-            graph.reshape(list(shape))  # static shapes compile to the fastest kernels
+            graph.reshape([-1, 3, *tile])  # fixed tile, dynamic batch
             compiled = self.core.compile_model(graph, "CPU", self.config)
-            request = self._requests[shape] = compiled.create_infer_request()
+            request = self._requests[tile] = compiled.create_infer_request()
+            while len(self._requests) > MAX_SHAPES:
+                self._requests.popitem(last=False)
+        self._requests.move_to_end(tile)
         return request
+
+
+def _settle(request) -> None:
+    """Wait for a cancelled request to stop, so that it can run again."""
+    try:
+        request.wait()
+    except RuntimeError:  # OpenVINO reports the cancel as an error of the wait
+        pass

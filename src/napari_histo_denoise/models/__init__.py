@@ -15,6 +15,13 @@ MODELS: dict[str, type[nn.Module]] = {
 }
 
 
+def is_package_model(model: object) -> bool:
+    """Whether ``model`` is one of these architectures: a name, or an instance of its class."""
+    if isinstance(model, str):
+        return model in MODELS
+    return type(model) in MODELS.values()
+
+
 def build_model(name: str) -> nn.Module:
     """Build a freshly initialised model by architecture name.
 
