@@ -6,10 +6,11 @@ import json
 import shutil
 from pathlib import Path
 
+import imageio.v3 as iio
 import numpy as np
 import pytest
 import torch
-from skimage import data, io
+from skimage import data
 from torch import nn
 
 from napari_histo_denoise.acceptance import NO_HARM_DB, RULE_SIGMAS, no_harm_psnr, ship_check
@@ -109,7 +110,7 @@ def test_cli_ship_check_scores_trained_weights(tmp_path, trained_basic, capsys):
     (folder / "train").mkdir()
     shutil.copy(SLIDE, folder / "val" / SLIDE.name)
     # A stand-in at the held-out source's path: scikit-image's IHC sample, real tissue.
-    io.imsave(folder / "train/stardist_histo_he.jpg", data.immunohistochemistry(), quality=95)
+    iio.imwrite(folder / "train/stardist_histo_he.jpg", data.immunohistochemistry(), quality=95)
     assert main(["ship-check", str(trained_basic), "--data", str(tmp_path / "none")]) == 2
     assert "histo-denoise fetch-data" in capsys.readouterr().err
 

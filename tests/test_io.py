@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import gc
+import os
+import warnings
 from pathlib import Path
 
 import dask.array as da
@@ -178,3 +181,27 @@ def test_channels_first_ome_zarr_reads_in_bounded_blocks(tmp_path):
     assert level.shape == (2048, 9000, 3)
     assert max(level.chunks[0]) <= 2048 and max(level.chunks[1]) <= 2048
     assert level.chunks[2] == (3,)  # a block holds every channel of its pixels
+
+
+def test_a_slide_opened_and_dropped_many_times_leaves_no_file_open():
+    """The lazy levels keep their file open while used; dropping them closes it."""
+
+    def open_files() -> int:
+        gc.collect()
+        return len(os.listdir("/proc/self/fd"))
+
+    image, _ = read_image(CMU1)
+    crop = image[:64, :64].compute()  # the first compute also starts dask's thread pool
+    held = open_files()
+    del image
+    before = open_files()
+    assert before == held - 1  # the slide's file, open while its image was held, is closed
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        for _ in range(20):
+            image, _ = read_image(CMU1)
+            assert np.array_equal(image[:64, :64].compute(), crop)
+            del image
+        assert open_files() == before
+    # Closed by the reader, not left for the garbage collector to find open.
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)]

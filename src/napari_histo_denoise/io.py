@@ -12,6 +12,7 @@ Writers live in :mod:`napari_histo_denoise.slides` (they need the pyramid builde
 from __future__ import annotations
 
 import re
+import weakref
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -220,9 +221,10 @@ def _read_tiff(path: Path) -> tuple[list[da.Array], float | None, str]:
         series = tif.series[0]
         fmt = "svs" if tif.is_svs else "ome-tiff" if tif.is_ome else path.suffix[1:].lower()
         _check_complete(tif, series, kind)
-        levels = []
+        levels, closer = [], _CloseWhenUnused(tif)
         for i, level in enumerate(series.levels):
             array = zarr.open_array(series.aszarr(level=i), mode="r")
+            closer.watch(array)
             tile = level.keyframe.chunks[:2] if level.keyframe.is_tiled else None
             levels.append(_to_yxc(lazy_array(array, level.axes, tile), level.axes, path))
         mpp = _tiff_mpp(tif)
@@ -233,6 +235,28 @@ def _read_tiff(path: Path) -> tuple[list[da.Array], float | None, str]:
         tif.close()
         raise ImageReadError(f"cannot read {path} as a {kind} file: {exc}") from None
     return levels, mpp, fmt
+
+
+class _CloseWhenUnused:
+    """Closes a file once every array that reads from it is gone.
+
+    The lazy levels of a TIFF read from one open file for as long as a layer, a run or a
+    dask graph holds them: the file is closed when the last of them is collected, so a long
+    napari session does not leak a handle per slide opened.
+    """
+
+    def __init__(self, handle: Any) -> None:
+        self.handle = handle
+        self.users = 0
+
+    def watch(self, array: Any) -> None:
+        self.users += 1
+        weakref.finalize(array, self._release)
+
+    def _release(self) -> None:
+        self.users -= 1
+        if self.users == 0:
+            self.handle.close()
 
 
 def _check_complete(tif: Any, series: Any, kind: str) -> None:

@@ -273,6 +273,6 @@ def _check_picture(path: Path, layout: Any) -> None:
 
 
 def _save_picture(path: Path, suffix: str, image: np.ndarray) -> None:
-    from skimage import io as skio
+    import imageio.v3 as iio
 
-    skio.imsave(path, image, check_contrast=False, extension=suffix)
+    iio.imwrite(path, image, extension=suffix)

@@ -47,8 +47,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Denoise (training first where needed), write the images and print the figures."""
+    import imageio.v3 as iio
     import numpy as np
-    from skimage import io
     from skimage.restoration import denoise_tv_chambolle
     from skimage.util import img_as_float, img_as_ubyte
 
@@ -92,9 +92,9 @@ def run(args: argparse.Namespace) -> int:
         trained.save(args.output / "demo_basic.safetensors")  # with its history and curves
     images = {"clean": clean, "noisy": noisy, "denoised": denoised, "tv_baseline": baseline}
     for name, image in images.items():
-        io.imsave(args.output / f"{name}.png", img_as_ubyte(np.clip(image, 0, 1)))
+        iio.imwrite(args.output / f"{name}.png", img_as_ubyte(np.clip(image, 0, 1)))
     side_by_side = np.concatenate([clean, noisy, denoised], axis=1)
-    io.imsave(args.output / "before_after.png", img_as_ubyte(np.clip(side_by_side, 0, 1)))
+    iio.imwrite(args.output / "before_after.png", img_as_ubyte(np.clip(side_by_side, 0, 1)))
 
     print(f"denoised a {args.crop} x {args.crop} crop in {seconds:.1f} s")
     print(f"{'image':<14}{'PSNR (dB)':>10}{'SSIM':>8}")
