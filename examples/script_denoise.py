@@ -70,7 +70,8 @@ def main() -> None:
     for key, value in result.metadata["histo_denoise"].items():
         print(f"  {key}: {value}")
     if not args.no_gui:
-        viewer.grid.enabled = True  # original and denoised side by side
+        # Original and denoised side by side (the grid lives on viewer.canvas from napari 0.9).
+        (viewer.canvas if hasattr(viewer, "canvas") else viewer).grid.enabled = True
         napari.run()
 
 

@@ -539,7 +539,7 @@ def test_screenshot_of_the_plugin_at_work(make_napari_viewer, weights, tmp_path,
     qtbot.waitUntil(lambda: run.done, timeout=300_000)
     assert run.status == "finished", run.message
     wait_idle(viewer, qtbot)
-    viewer.grid.enabled = True  # the noisy and the denoised layer side by side
+    viewer.canvas.grid.enabled = True  # the noisy and the denoised layer side by side
     qtbot.wait(300)  # let the canvas take its final size before fitting the view
     viewer.reset_view()
     qtbot.wait(300)
