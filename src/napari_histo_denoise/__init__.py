@@ -37,6 +37,8 @@ _EXPORTS = {
     "save_weights": "checkpoint",
     "load_model": "checkpoint",
     "parse_noise": "noise",
+    "estimate_noise": "noise_level",
+    "NoiseEstimate": "noise_level",
     "evaluate": "evaluation",
     "EvaluationReport": "evaluation",
     "read_image": "io",

@@ -17,6 +17,7 @@ from .. import __version__
 COMMANDS = (
     "demo",
     "denoise",
+    "estimate_noise",
     "train",
     "evaluate",
     "ship_check",
