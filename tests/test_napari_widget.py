@@ -549,3 +549,29 @@ def test_screenshot_of_the_plugin_at_work(make_napari_viewer, weights, tmp_path,
     imsave(out / "plugin.png", image[..., :3], check_contrast=False)
     assert [layer.name for layer in viewer.layers] == [noisy.name, run.result.name]
     wait_idle(viewer, qtbot)
+
+
+def test_the_noise_of_the_chosen_layer_is_shown_once_estimated(setup, qtbot, monkeypatch):
+    from napari_histo_denoise import noise_level
+    from napari_histo_denoise.noise import add_gaussian_noise
+
+    viewer, widget = setup
+    clean = np.repeat(np.repeat(immunohistochemistry()[:128:4, :128:4], 4, 0), 4, 1)
+    noisy = (add_gaussian_noise(clean / 255, 20, seed=0) * 255).round().astype(np.uint8)
+    viewer.add_image(noisy, name="noisy", rgb=True)
+    viewer.add_image(clean, name="smooth", rgb=True)
+    calls = []
+    estimate = noise_level.estimate_noise
+    monkeypatch.setattr(noise_level, "estimate_noise", lambda d: calls.append(1) or estimate(d))
+
+    widget.set_layer("noisy")
+    qtbot.waitUntil(lambda: widget.noise_label.text().startswith("sigma"), timeout=30_000)
+    expected = estimate(noisy).sigma
+    assert widget.noise_label.text() == f"sigma {expected:.1f} on the 0-255 scale"
+    widget.set_layer("smooth")
+    qtbot.waitUntil(lambda: "looks clean" in widget.noise_label.text(), timeout=30_000)
+    assert "denoising may soften detail" in widget.noise_label.text()
+    widget.set_layer("noisy")  # known: shown at once, not measured again
+    assert widget.noise_label.text().startswith(f"sigma {expected:.1f}")
+    qtbot.waitUntil(lambda: widget.idle, timeout=30_000)
+    assert len(calls) == 2

@@ -14,6 +14,7 @@ use too) and runs the core's generator in a napari ``thread_worker`` (see :mod:`
 from __future__ import annotations
 
 import functools
+import weakref
 from typing import TYPE_CHECKING, Any
 
 from qtpy.QtWidgets import (
@@ -69,6 +70,14 @@ class HistoDenoiseWidget(QWidget):
         self._source: Any = None
 
         self.layer_combo = layer_combo(napari_viewer)
+        self.noise_label = QLabel()
+        self.noise_label.setWordWrap(True)
+        self.noise_label.setToolTip(
+            "The layer's noise (standard deviation on the 0-255 scale), estimated blind from "
+            "a few tissue tiles with scikit-image's estimate_sigma: hd.estimate_noise"
+        )
+        self._noise: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+        self._estimating = 0  # noise estimates running
         self.model_combo = QComboBox()
         self.model_combo.addItems(MODEL_NAMES)
         self.weights = WeightsChooser(self.model_combo.currentText())
@@ -101,6 +110,7 @@ class HistoDenoiseWidget(QWidget):
 
         form = QFormLayout()
         form.addRow("Image layer", self.layer_combo.native)
+        form.addRow("Noise", self.noise_label)
         form.addRow("Model", self.model_combo)
         form.addRow("Weights", self.weights)
         form.addRow("Tile size", self.tile_spin)
@@ -152,6 +162,8 @@ class HistoDenoiseWidget(QWidget):
         for spin in (self.tile_spin, self.overlap_spin):
             spin.valueChanged.connect(self._check_tiling)  # at each keystroke
         napari_viewer.layers.events.removed.connect(self._on_layer_removed)
+        self.layer_combo.changed.connect(self._show_noise)
+        self._show_noise(self.layer_combo.value)
         self._restore()
         for signal in (
             self.model_combo.currentTextChanged,
@@ -241,7 +253,8 @@ class HistoDenoiseWidget(QWidget):
     @property
     def idle(self) -> bool:
         """Whether no background work (denoise, training, device listing) is in progress."""
-        return not (self.running or self.train.running or self._listing_devices)
+        busy = self.running or self.train.running or self._listing_devices or self._estimating
+        return not busy
 
     def run(self) -> BackgroundRun | None:
         """Denoise the chosen layer in a worker thread; returns the run (``.wait()`` on it).
@@ -391,6 +404,46 @@ class HistoDenoiseWidget(QWidget):
         if self._check_tiling():
             values.update(tile_size=self.tile_spin.value(), overlap=self.overlap_spin.value())
         preferences.remember(**values)
+
+    def _show_noise(self, layer: Any) -> None:
+        """Show the layer's estimated noise, measured once per layer off the main thread."""
+        from napari.qt.threading import create_worker
+
+        from ..noise_level import estimate_noise
+
+        if layer is None:
+            self._set_noise_text(None)
+            return
+        if layer in self._noise:
+            self._set_noise_text(self._noise[layer])
+            return
+        self.noise_label.setText("estimating...")
+        self.noise_label.setStyleSheet("")
+        data = layer.data[0] if layer.multiscale else layer.data
+        worker = create_worker(estimate_noise, data, _start_thread=False, _ignore_errors=True)
+        worker.returned.connect(lambda estimate, layer=layer: self._noise_known(layer, estimate))
+        worker.errored.connect(lambda exc: self.noise_label.setText(f"not estimated: {exc}"))
+        worker.finished.connect(self._noise_done)
+        self._estimating += 1
+        worker.start()
+
+    def _noise_known(self, layer: Any, estimate: Any) -> None:
+        self._noise[layer] = estimate
+        if self.layer_combo.value is layer:
+            self._set_noise_text(estimate)
+
+    def _noise_done(self) -> None:
+        self._estimating -= 1
+
+    def _set_noise_text(self, estimate: Any) -> None:
+        if estimate is None:
+            self.noise_label.setText("")
+            return
+        text = f"sigma {estimate.sigma:.1f} on the 0-255 scale"
+        if estimate.looks_clean:
+            text += ": the image looks clean, denoising may soften detail"
+        self.noise_label.setText(text)
+        self.noise_label.setStyleSheet("color: #e0a052;" if estimate.looks_clean else "")
 
     def _list_devices(self) -> None:
         """Fill the device list off the main thread (it imports torch and probes devices)."""
