@@ -127,8 +127,8 @@ def section_cpu(args) -> list[dict]:
     from napari_histo_denoise import pretrained
     from napari_histo_denoise.checkpoint import load_model
     from napari_histo_denoise.devices import resolve_backend, resolve_precision
+    from napari_histo_denoise.engine.tiling import axis_grid
     from napari_histo_denoise.models import build_model
-    from napari_histo_denoise.tiling import axis_grid
 
     size, tile = args.cpu_size, args.cpu_tile
     image = histology(size)

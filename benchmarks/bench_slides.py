@@ -74,7 +74,7 @@ def _peak_rss_mb() -> float:
 
 def _timed_slide(source, out: Path, **kwargs) -> dict:
     from napari_histo_denoise.engine import Cancelled
-    from napari_histo_denoise.slides import denoise_slide
+    from napari_histo_denoise.pipeline import denoise_slide
 
     done = [0, 1]
     start = time.perf_counter()

@@ -16,9 +16,15 @@ from skimage import data
 from torch import nn
 
 import napari_histo_denoise as nhd
-from napari_histo_denoise import tiling
 from napari_histo_denoise.checkpoint import WeightsError
-from napari_histo_denoise.engine import Cancelled, Progress, denoise, denoise_to_zarr, iter_denoise
+from napari_histo_denoise.engine import (
+    Cancelled,
+    Progress,
+    denoise,
+    denoise_to_zarr,
+    iter_denoise,
+    tiling,
+)
 from napari_histo_denoise.events import drain
 from napari_histo_denoise.models import build_model
 

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from napari_histo_denoise.engine import denoise
-from napari_histo_denoise.tiling import axis_grid, plan_bands
+from napari_histo_denoise.engine.tiling import axis_grid, plan_bands
 
 
 class Identity(nn.Module):

@@ -17,8 +17,8 @@ from napari_histo_denoise.engine import Cancelled, denoise, iter_denoise, make_r
 from napari_histo_denoise.events import drain
 from napari_histo_denoise.io import read_image
 from napari_histo_denoise.models import build_model
-from napari_histo_denoise.pipeline import denoise_into, destination_kind
-from napari_histo_denoise.slides import denoise_slide, write_ome_tiff
+from napari_histo_denoise.pipeline import denoise_into, denoise_slide, destination_kind
+from napari_histo_denoise.slides import write_ome_tiff
 
 TILE, OVERLAP = 64, 16
 KW = {"tile_size": TILE, "overlap": OVERLAP, "device": "cpu", "precision": "fp32"}

@@ -16,8 +16,8 @@ import napari_histo_denoise
 from napari_histo_denoise.engine import Cancelled, ImageLayout, TilePlan, iter_denoise
 from napari_histo_denoise.events import drain
 from napari_histo_denoise.io import ImageReadError, read_image
+from napari_histo_denoise.pipeline import denoise_slide
 from napari_histo_denoise.slides import (
-    denoise_slide,
     downsample2,
     tissue_mask,
     write_ome_tiff,

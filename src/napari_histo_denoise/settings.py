@@ -10,8 +10,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .tiling import TILE_MULTIPLE as _MODEL_MULTIPLE
-from .tiling import check_tiling
+#: Tile sides must be multiples of this (four 2x poolings in the models).
+TILE_MULTIPLE = 16
+
 
 #: Training modes: supervised on clean images with synthetic noise, or Neighbor2Neighbor.
 TRAIN_MODES = ("synthetic", "self-supervised")
@@ -249,17 +250,17 @@ class TrainSettings:
             )
         if self.compile not in (True, False, None):
             raise ValueError(f"compile must be True, False or None (auto), got {self.compile!r}")
-        multiple = _MODEL_MULTIPLE * (2 if self.mode == "self-supervised" else 1)
+        multiple = TILE_MULTIPLE * (2 if self.mode == "self-supervised" else 1)
         if self.patch_size % multiple:
-            why = " (its sub-images are half as large)" if multiple > _MODEL_MULTIPLE else ""
+            why = " (its sub-images are half as large)" if multiple > TILE_MULTIPLE else ""
             raise ValueError(
                 f"patch_size must be a multiple of {multiple} in {self.mode} mode{why}, "
                 f"got {self.patch_size}"
             )
-        if self.val_crop % _MODEL_MULTIPLE:
+        if self.val_crop % TILE_MULTIPLE:
             raise ValueError(f"val_crop must be a multiple of 16, got {self.val_crop}")
         # Batch norm needs more than one value per channel at the 1/16 bottleneck.
-        side = self.patch_size // (multiple // _MODEL_MULTIPLE) // _MODEL_MULTIPLE
+        side = self.patch_size // (multiple // TILE_MULTIPLE) // TILE_MULTIPLE
         if self.batch_size is not None and self.batch_size * side * side < 2:
             raise ValueError(
                 f"batch_size 1 with patch_size {self.patch_size} leaves batch norm a single "
@@ -278,3 +279,21 @@ class TrainSettings:
         instead (about ten times per run); this is then the step cap's tenth.
         """
         return self.val_every or max(1, min(500, self.steps // 10))
+
+
+def check_tiling(tile_size: int, overlap: int) -> None:
+    """Raise a ValueError unless ``tile_size`` and ``overlap`` make a valid grid.
+
+    ``tile_size`` must be a positive multiple of 16 and larger than twice ``overlap``;
+    ``overlap`` a non-negative integer.
+    """
+    if isinstance(tile_size, bool) or not isinstance(tile_size, int) or tile_size < 1:
+        raise ValueError(f"tile_size must be a positive integer, got {tile_size!r}")
+    if tile_size % TILE_MULTIPLE:
+        raise ValueError(f"tile_size must be a multiple of {TILE_MULTIPLE}, got {tile_size}")
+    if isinstance(overlap, bool) or not isinstance(overlap, int) or overlap < 0:
+        raise ValueError(f"overlap must be a non-negative integer, got {overlap!r}")
+    if tile_size <= 2 * overlap:
+        raise ValueError(
+            f"tile_size ({tile_size}) must be larger than twice the overlap ({overlap})"
+        )

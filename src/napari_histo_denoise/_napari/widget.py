@@ -30,8 +30,7 @@ from qtpy.QtWidgets import (
 )
 from superqt import QCollapsible
 
-from ..settings import BACKENDS, MODEL_NAMES, PRECISIONS
-from ..tiling import check_tiling
+from ..settings import BACKENDS, MODEL_NAMES, PRECISIONS, check_tiling
 from . import preferences
 from .choosers import WeightsChooser, layer_combo
 from .layers import METADATA_KEY, add_result_layer, is_lazy, source_data, weights_label

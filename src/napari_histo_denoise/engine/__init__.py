@@ -7,10 +7,11 @@ by the summed weights -> back to the input dtype -> a sink. Neighbouring bands s
 seam of ``overlap`` rows whose partial sums are added when the later band is joined, so no
 tile is computed twice.
 
-The modules of this package, each one job: :mod:`.geometry` (layout, tile plan, bands,
-segments, skipped tiles), :mod:`.model_cache` (models built once per process and device),
-:mod:`.blending` (a run: batches on the device and the weighted sums), :mod:`.lazy` (the
-dask graph of :func:`denoise`), :mod:`.sinks` (where finished rows go).
+The modules of this package, each one job: :mod:`.tiling` (tile grids, blending windows,
+bands of tile rows), :mod:`.geometry` (layout, tile plan, bands, segments, skipped tiles),
+:mod:`.model_cache` (models built once per process and device), :mod:`.blending` (a run:
+batches on the device and the weighted sums), :mod:`.lazy` (the dask graph of
+:func:`denoise`), :mod:`.sinks` (where finished rows go).
 
 :func:`denoise` returns a lazy dask array with two tasks per band (compute, join), never one
 task per tile; :func:`iter_denoise` and :func:`run_bands` run the same band code in order,

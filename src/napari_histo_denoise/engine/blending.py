@@ -23,9 +23,9 @@ import torch
 
 from ..events import Cancelled, Progress, cancel_check
 from ..settings import DenoiseSettings
-from ..tiling import Band, reflect_indices
 from .geometry import DTYPE_SCALE, ImageLayout, TilePlan
 from .model_cache import ModelSource, PreparedModel, prepared_model
+from .tiling import Band, reflect_indices
 
 _OOM_ERRORS = (getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError),)
 Parts = tuple[torch.Tensor, np.ndarray, torch.Tensor]

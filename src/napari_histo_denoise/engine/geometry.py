@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ..tiling import AxisGrid, Band, axis_grid, plan_bands
+from .tiling import AxisGrid, Band, axis_grid, plan_bands
 
 #: Input dtypes and the value that maps to 1.0 (floats are taken as [0, 1] and clipped).
 DTYPE_SCALE = {

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..tiling import TILE_MULTIPLE
+from ..settings import TILE_MULTIPLE
 
 #: Negative slope of every LeakyReLU. The seed report names the layer type only;
 #: 0.2 is the customary slope for image autoencoders of this design.

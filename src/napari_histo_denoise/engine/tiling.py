@@ -20,26 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-#: Tile sides must be multiples of this (four 2x poolings in the models).
-TILE_MULTIPLE = 16
-
-
-def check_tiling(tile_size: int, overlap: int) -> None:
-    """Raise a ValueError unless ``tile_size`` and ``overlap`` make a valid grid.
-
-    ``tile_size`` must be a positive multiple of 16 and larger than twice ``overlap``;
-    ``overlap`` a non-negative integer.
-    """
-    if isinstance(tile_size, bool) or not isinstance(tile_size, int) or tile_size < 1:
-        raise ValueError(f"tile_size must be a positive integer, got {tile_size!r}")
-    if tile_size % TILE_MULTIPLE:
-        raise ValueError(f"tile_size must be a multiple of {TILE_MULTIPLE}, got {tile_size}")
-    if isinstance(overlap, bool) or not isinstance(overlap, int) or overlap < 0:
-        raise ValueError(f"overlap must be a non-negative integer, got {overlap!r}")
-    if tile_size <= 2 * overlap:
-        raise ValueError(
-            f"tile_size ({tile_size}) must be larger than twice the overlap ({overlap})"
-        )
+from ..settings import TILE_MULTIPLE, check_tiling
 
 
 def blend_window(tile: int, overlap: int, *, taper_start: bool, taper_end: bool) -> np.ndarray:

@@ -5,13 +5,13 @@ import itertools
 import numpy as np
 import pytest
 
-from napari_histo_denoise.tiling import (
+from napari_histo_denoise.engine.tiling import (
     axis_grid,
     blend_window,
-    check_tiling,
     plan_bands,
     reflect_indices,
 )
+from napari_histo_denoise.settings import check_tiling
 
 
 def test_window_zero_outer_quarter_then_raised_cosine():
