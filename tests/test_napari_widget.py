@@ -361,9 +361,10 @@ def test_viewer_stays_responsive_during_a_cpu_run(setup, qtbot):
     from qtpy.QtCore import QTimer
 
     viewer, widget = setup
-    viewer.add_image(immunohistochemistry()[:128, :128], name="probe", rgb=True)
+    # 25 tiles in torch: a run of about a second on any CPU, long enough for many ticks.
+    viewer.add_image(immunohistochemistry()[:256, :256], name="probe", rgb=True)
     widget.set_layer("probe")
-    widget.set_settings(tile_size=64, overlap=16, batch_size=1)
+    widget.set_settings(tile_size=64, overlap=16, batch_size=1, backend="torch")
     ticks: list[float] = []
     timer = QTimer()
     timer.setInterval(10)
