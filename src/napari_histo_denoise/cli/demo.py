@@ -80,7 +80,13 @@ def run(args: argparse.Namespace) -> int:
         model = trained.model
     else:
         model, meta = load_model(weights)
-        print(f"denoising with {weights} ({meta.get('steps', '?')} training steps)")
+        total = meta.get("lineage", {}).get("total")
+        trained = (
+            f"{total['steps']:,} training steps in {total['chunks']} runs"
+            if total
+            else f"its last run: {meta.get('steps', '?')} training steps"
+        )
+        print(f"denoising with {weights} ({trained})")
 
     started = time.perf_counter()
     denoised = denoise(noisy.astype(np.float32), model, device=args.device).compute()
