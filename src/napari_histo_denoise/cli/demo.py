@@ -81,12 +81,12 @@ def run(args: argparse.Namespace) -> int:
     else:
         model, meta = load_model(weights)
         total = meta.get("lineage", {}).get("total")
-        trained = (
+        behind = (
             f"{total['steps']:,} training steps in {total['chunks']} runs"
             if total
             else f"its last run: {meta.get('steps', '?')} training steps"
         )
-        print(f"denoising with {weights} ({trained})")
+        print(f"denoising with {weights} ({behind})")
 
     started = time.perf_counter()
     denoised = denoise(noisy.astype(np.float32), model, device=args.device).compute()
