@@ -576,3 +576,15 @@ def test_the_noise_of_the_chosen_layer_is_shown_once_estimated(setup, qtbot, mon
     assert widget.noise_label.text().startswith(f"sigma {expected:.1f}")
     qtbot.waitUntil(lambda: widget.idle, timeout=30_000)
     assert len(calls) == 2
+
+
+def test_a_layer_whose_noise_cannot_be_estimated_says_why_once(setup, qtbot):
+    viewer, widget = setup
+    viewer.add_image(immunohistochemistry()[:8, :8], name="tiny", rgb=True)
+    widget.set_layer("tiny")
+    qtbot.waitUntil(lambda: widget.noise_label.text().startswith("not estimated"), timeout=30_000)
+    assert "8 x 8 px is too small to estimate its noise" in widget.noise_label.text()
+    widget.set_layer("ihc")
+    qtbot.waitUntil(lambda: widget.noise_label.text().startswith("sigma"), timeout=30_000)
+    widget.set_layer("tiny")  # the failure is remembered, not measured again
+    assert widget.noise_label.text().startswith("not estimated") and widget.idle

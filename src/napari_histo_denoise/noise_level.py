@@ -10,6 +10,7 @@ soften detail more than it removes noise.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,7 +79,7 @@ def estimate_noise(image: Any, *, tiles: int = 8, tile: int = 256, seed: int = 0
 
     if not isinstance(tiles, int) or tiles < 1 or not isinstance(tile, int) or tile < 16:
         raise ValueError(f"tiles must be >= 1 and tile >= 16 pixels, got {tiles} and {tile}")
-    level0 = image[0] if isinstance(image, list | tuple) else image
+    level0 = image[0] if isinstance(image, Sequence) else image  # a pyramid (napari's too)
     layout = ImageLayout.of(level0)
     if min(layout.height, layout.width) < MIN_SIDE:
         raise ValueError(

@@ -75,8 +75,10 @@ class HistoDenoiseWidget(QWidget):
             "The layer's noise (standard deviation on the 0-255 scale), estimated blind from "
             "a few tissue tiles with scikit-image's estimate_sigma: hd.estimate_noise"
         )
+        # Per layer: its NoiseEstimate, or the message of an estimate that failed.
         self._noise: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
-        self._estimating = 0  # noise estimates running
+        self._estimating: weakref.WeakSet[Any] = weakref.WeakSet()  # layers being measured
+        self._estimates_running = 0
         self.model_combo = QComboBox()
         self.model_combo.addItems(MODEL_NAMES)
         self.weights = WeightsChooser(self.model_combo.currentText())
@@ -252,7 +254,9 @@ class HistoDenoiseWidget(QWidget):
     @property
     def idle(self) -> bool:
         """Whether no background work (denoise, training, device listing) is in progress."""
-        busy = self.running or self.train.running or self._listing_devices or self._estimating
+        busy = (
+            self.running or self.train.running or self._listing_devices or self._estimates_running
+        )
         return not busy
 
     def run(self) -> BackgroundRun | None:
@@ -410,20 +414,20 @@ class HistoDenoiseWidget(QWidget):
 
         from ..noise_level import estimate_noise
 
-        if layer is None:
-            self._set_noise_text(None)
+        if layer is None or layer in self._noise:
+            self._set_noise_text(None if layer is None else self._noise[layer])
             return
-        if layer in self._noise:
-            self._set_noise_text(self._noise[layer])
+        self._set_noise_text("estimating...")
+        if layer in self._estimating:
             return
-        self.noise_label.setText("estimating...")
-        self.noise_label.setStyleSheet("")
         data = layer.data[0] if layer.multiscale else layer.data
         worker = create_worker(estimate_noise, data, _start_thread=False, _ignore_errors=True)
-        worker.returned.connect(lambda estimate, layer=layer: self._noise_known(layer, estimate))
-        worker.errored.connect(lambda exc: self.noise_label.setText(f"not estimated: {exc}"))
+        # Bound methods: Qt drops their connections if this widget is closed meanwhile.
+        worker.returned.connect(functools.partial(self._noise_known, layer))
+        worker.errored.connect(functools.partial(self._noise_failed, layer))
         worker.finished.connect(self._noise_done)
-        self._estimating += 1
+        self._estimating.add(layer)
+        self._estimates_running += 1
         worker.start()
 
     def _noise_known(self, layer: Any, estimate: Any) -> None:
@@ -431,12 +435,19 @@ class HistoDenoiseWidget(QWidget):
         if self.layer_combo.value is layer:
             self._set_noise_text(estimate)
 
+    def _noise_failed(self, layer: Any, error: Exception) -> None:
+        self._noise[layer] = f"not estimated: {error}"
+        if self.layer_combo.value is layer:
+            self._set_noise_text(self._noise[layer])
+
     def _noise_done(self) -> None:
-        self._estimating -= 1
+        self._estimates_running -= 1
 
     def _set_noise_text(self, estimate: Any) -> None:
-        if estimate is None:
-            self.noise_label.setText("")
+        """Show an estimate, a message (str), or nothing (None)."""
+        self.noise_label.setStyleSheet("")
+        if estimate is None or isinstance(estimate, str):
+            self.noise_label.setText(estimate or "")
             return
         text = f"sigma {estimate.sigma:.1f} on the 0-255 scale"
         if estimate.looks_clean:
