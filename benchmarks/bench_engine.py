@@ -157,8 +157,10 @@ def section_cpu(args) -> list[dict]:
                 "s": took,
                 "Mpx/s": mpx / took,
                 "speed-up": rows[0]["s"] / took if rows else 1.0,
-                "PSNR vs torch fp32 (dB)": float("nan")
-                if weights is None or rows == []
+                "PSNR vs torch fp32 (dB)": "reference"
+                if rows == []
+                else "no trained weights"
+                if weights is None
                 else psnr_vs_fp32(model, backend, precision),
             }
         )

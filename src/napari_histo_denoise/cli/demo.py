@@ -107,7 +107,8 @@ def run(args: argparse.Namespace) -> int:
     for name in ("noisy", "tv_baseline", "denoised"):
         image = images[name]
         print(f"{name:<14}{psnr(clean, image):>10.2f}{ssim(clean, image):>8.3f}")
-    extra = "" if trained is None else " and the weights (demo_basic.safetensors, .json, .png)"
+    weights_files = "demo_basic.safetensors, .json, .curves.png"
+    extra = "" if trained is None else f" and the weights ({weights_files})"
     print(
         f"wrote {', '.join(f'{n}.png' for n in images)}, before_after.png{extra} to {args.output}/"
     )

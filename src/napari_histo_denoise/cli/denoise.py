@@ -75,19 +75,38 @@ def _bar(event) -> None:
     )
 
 
+def _with_header(header: str):
+    """The progress bar, with ``header`` printed once before it.
+
+    At the first event: the inputs, the output and the model have passed their checks then,
+    and the work has started.
+    """
+    started = False
+
+    def show(event) -> None:
+        nonlocal started
+        if not started:
+            print(header, file=sys.stderr)
+            started = True
+        _bar(event)
+
+    return show
+
+
 def run(args: argparse.Namespace) -> int:
     """Denoise the input into the output; the core chooses the writer by the output's suffix."""
     from ..devices import resolve_backend, resolve_device, resolve_precision, uses_channels_last
     from ..pipeline import denoise_into, destination_kind
 
     destination_kind(args.output)  # an unsupported suffix fails before anything is read
+    progress = None
     if not args.quiet:
         device = resolve_device(args.device)
         precision = resolve_precision(args.precision, device)
         backend = resolve_backend(args.backend, device)
         layout = backend == "torch" and uses_channels_last(device, precision)
         how = f"{precision}, {backend}" + (", channels_last" if layout else "")
-        print(f"denoising on {device} in {how}", file=sys.stderr)
+        progress = _with_header(f"denoising on {device} in {how}")
     written = denoise_into(
         args.input,
         args.output,
@@ -101,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
         backend=args.backend,
         tissue_only=args.tissue_only,
         overwrite=args.overwrite,
-        progress=None if args.quiet else _bar,
+        progress=progress,
     )
     print(f"wrote {written}")
     return 0
