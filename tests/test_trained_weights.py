@@ -92,3 +92,4 @@ def test_auto_precision_on_the_cpu_is_bf16_exactly_where_it_is_native(monkeypatc
     cpu = torch.device("cpu")
     assert devices.uses_channels_last(cpu, "bf16") and not devices.uses_channels_last(cpu, "fp32")
     assert devices.uses_channels_last(torch.device("cuda", 0), "fp32")
+    assert not devices.uses_channels_last(cpu, "bf16", "openvino")

@@ -165,8 +165,14 @@ def resolve_backend(backend: str, device: torch.device | str, *, own_model: bool
     return backend
 
 
-def uses_channels_last(device: torch.device, precision: str) -> bool:
-    """Whether to run in channels_last: on CUDA, and on the CPU in bf16 (oneDNN's fast path)."""
+def uses_channels_last(device: torch.device, precision: str, backend: str = "torch") -> bool:
+    """Whether the model runs in channels_last.
+
+    In torch: on CUDA, and on the CPU in bf16 (oneDNN's fast path). Never with OpenVINO,
+    which takes plain tensors and lays them out itself.
+    """
+    if backend != "torch":
+        return False
     return device.type == "cuda" or (device.type == "cpu" and precision == "bf16")
 
 

@@ -104,8 +104,8 @@ def run(args: argparse.Namespace) -> int:
         device = resolve_device(args.device)
         precision = resolve_precision(args.precision, device)
         backend = resolve_backend(args.backend, device)
-        layout = backend == "torch" and uses_channels_last(device, precision)
-        how = f"{precision}, {backend}" + (", channels_last" if layout else "")
+        layout = ", channels_last" if uses_channels_last(device, precision, backend) else ""
+        how = f"{precision}, {backend}{layout}"
         progress = _with_header(f"denoising on {device} in {how}")
     written = denoise_into(
         args.input,

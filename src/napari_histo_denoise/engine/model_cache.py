@@ -136,7 +136,7 @@ class PreparedModel:
             from .openvino_model import OpenVinoModel
 
             self.openvino = OpenVinoModel(model, precision)
-        self.channels_last = backend == "torch" and uses_channels_last(device, precision)
+        self.channels_last = uses_channels_last(device, precision, backend)
         # A GPU batch takes well under a second, and new hooks would make a torch.compile'd
         # model retrace: cancel hooks only where one forward pass can take seconds.
         self.cancel_hooks = device.type != "cuda" and not hasattr(model, "_orig_mod")
@@ -225,8 +225,7 @@ def prepared_model(
     with _CACHE_LOCK:
         prepared = _MODEL_CACHE.get(key)
         if prepared is None:
-            channels_last = backend == "torch" and uses_channels_last(device, precision)
-            model = source.build(device, channels_last)
+            model = source.build(device, uses_channels_last(device, precision, backend))
             prepared = _MODEL_CACHE[key] = PreparedModel(model, device, precision, backend)
             while len(_MODEL_CACHE) > _CACHE_SIZE:
                 _MODEL_CACHE.popitem(last=False)
