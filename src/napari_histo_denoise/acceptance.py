@@ -195,10 +195,15 @@ def ship_check(
     missing = [b for b in RULE_BASELINES if b not in names]
     if missing:
         raise ValueError(f"the rule compares with {', '.join(RULE_BASELINES)}: add {missing}")
-    model, _ = _resolve_model(weights)
+    if isinstance(weights, (str, os.PathLike)):  # read once: the model and its record
+        from .checkpoint import load_model
+
+        model, meta = load_model(weights)
+        _check_held_out(meta, weights, held_out)
+    else:
+        model, _ = _resolve_model(weights)
     if model is None:
         raise ValueError("ship_check needs weights or a model to score")
-    _check_held_out(weights, held_out)
     if isinstance(others, (str, os.PathLike)):
         others = [others]
     images = [held_out, *others]
@@ -251,14 +256,12 @@ def ship_check(
     return ShipCheck(gaussian, pg, no_harm, checks, settings)
 
 
-def _check_held_out(weights: Any, held_out: Any) -> None:
+def _check_held_out(meta: dict[str, Any], weights: Any, held_out: Any) -> None:
     """Refuse weights whose training record (its chunks' too) names the held-out image."""
-    if not isinstance(weights, (str, os.PathLike)) or not isinstance(held_out, (str, os.PathLike)):
+    if not isinstance(held_out, (str, os.PathLike)):
         return
-    from .checkpoint import read_weights
     from .lineage import LINEAGE_KEY
 
-    _, meta = read_weights(weights)
     trained = set(meta.get("train_images") or [])
     trained |= set(meta.get(LINEAGE_KEY, {}).get("total", {}).get("train_images", []))
     name = Path(held_out).name
