@@ -23,6 +23,9 @@ _EXPORTS = {
     "denoise": "engine",
     "iter_denoise": "engine",
     "denoise_to_zarr": "engine",
+    "denoise_region": "engine",
+    "iter_denoise_region": "engine",
+    "TileCache": "engine",
     "Cancelled": "engine",
     "Progress": "engine",
     "DenoiseSettings": "settings",
@@ -49,6 +52,7 @@ _EXPORTS = {
     "write_ome_tiff": "slides",
     "tissue_mask": "slides",
     "denoise_layer": "_napari.scripting",
+    "denoise_view": "_napari.scripting",
     "train_layer": "_napari.scripting",
 }
 

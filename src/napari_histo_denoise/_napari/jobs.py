@@ -43,14 +43,9 @@ def denoise_job(
     go through the core's :func:`~napari_histo_denoise.pipeline.iter_denoise_into`. A
     cancelled or failed run deletes what it wrote.
     """
-    from ..devices import resolve_backend, resolve_device, resolve_precision
-    from ..models import is_package_model
     from ..pipeline import iter_denoise_into
 
-    device = resolve_device(settings.device)
-    precision = resolve_precision(settings.precision, device)
-    own_model = is_package_model(settings.model)
-    backend = resolve_backend(settings.backend, device, own_model=own_model)
+    ran = _resolved(settings)
     level0 = data[0] if isinstance(data, list) else data
     folder = destination = None
     if stream:
@@ -67,7 +62,7 @@ def denoise_job(
             tile_size=settings.tile_size,
             overlap=settings.overlap,
             batch_size=settings.batch_size,
-            device=str(device),
+            device=ran["device"],
             precision=settings.precision,
             backend=settings.backend,
             cancel=cancel.is_set,
@@ -81,8 +76,63 @@ def denoise_job(
         raise
     seconds = time.perf_counter() - start
     mpx = megapixels(tuple(level0.shape), rgb)
-    ran = {"device": str(device), "precision": precision, "backend": backend}
     return DenoiseOutcome(result, _record(settings, ran, seconds, mpx))
+
+
+def view_job(
+    data: Any, view: Any, settings: Any, cancel: threading.Event, *, cache: Any, source: Any
+) -> Generator[Any, None, DenoiseOutcome]:
+    """Denoise the ``view`` (a :class:`~.view.View`) of ``data``, the array of its level.
+
+    Tiles come from ``cache`` where it has them (keyed by ``source``, what the data is) and
+    go into it once computed; the record says how many of each.
+    """
+    from ..engine.region import iter_denoise_region
+
+    ran = _resolved(settings)
+    start = time.perf_counter()
+    result = yield from iter_denoise_region(
+        data,
+        view.rows,
+        view.columns,
+        settings.model,
+        settings.weights,
+        plane=view.plane,
+        cache=cache,
+        source=source,
+        tile_size=settings.tile_size,
+        overlap=settings.overlap,
+        batch_size=settings.batch_size,
+        device=ran["device"],
+        precision=settings.precision,
+        backend=settings.backend,
+        cancel=cancel.is_set,
+    )
+    seconds = time.perf_counter() - start
+    record = _record(settings, ran, seconds, view.pixels / 1e6)
+    record["view"] = {
+        "level": view.level,
+        "plane": list(view.plane),
+        "rows": [view.rows.start, view.rows.stop],
+        "columns": [view.columns.start, view.columns.stop],
+        "tiles_computed": result.computed,
+        "tiles_reused": result.reused,
+    }
+    return DenoiseOutcome(result.data, record)
+
+
+def _resolved(settings: Any) -> dict[str, str]:
+    """The device, precision and backend ``settings`` run with here."""
+    from ..devices import resolve_backend, resolve_device, resolve_precision
+    from ..models import is_package_model
+
+    device = resolve_device(settings.device)
+    own_model = is_package_model(settings.model)
+    return {
+        "device": str(device),
+        "precision": resolve_precision(settings.precision, device),
+        "backend": resolve_backend(settings.backend, device, own_model=own_model),
+    }
 
 
 def _read_back(path: Path) -> Any:

@@ -1,4 +1,4 @@
-"""Drive the plugin from a script: one call denoises (or trains on) a layer and waits.
+"""Drive the plugin from a script: one call denoises a layer or its view (or trains) and waits.
 
 Both functions go through the ``Histo Denoise`` dock widget (opening it if needed), so a
 script runs exactly what a click runs, with the same progress bar, Cancel button and checks;
@@ -78,6 +78,59 @@ def denoise_layer(
     widget.set_settings(checked)
     widget.residual_check.setChecked(residual)
     return _wait(widget.run(), timeout)
+
+
+def denoise_view(
+    viewer: napari.Viewer,
+    layer: Any = None,
+    model: str = "basic",
+    weights: Any = None,
+    *,
+    timeout: float | None = None,
+    **settings: Any,
+) -> napari.layers.Image:
+    """Denoise what the canvas shows of a layer, wait, and return the view's result layer.
+
+    Only the visible part of the layer is denoised, at the level napari displays for a
+    multiscale layer; the result goes into ``<name> [view denoised: <model>, <weights>]``
+    (added, or updated by later calls), placed exactly on those pixels. Tiles already
+    computed by an earlier view of the same layer, level and settings are reused, so a call
+    after a small pan runs only the new tiles; ``metadata["histo_denoise"]["view"]`` counts
+    both.
+
+    Parameters
+    ----------
+    viewer : napari.Viewer
+        The viewer; its camera and canvas say what is visible (2D view only).
+    layer : napari.layers.Image or str, optional
+        The layer to denoise (never modified); by default the widget's chosen layer.
+    model, weights, timeout, **settings
+        As for :func:`denoise_layer`.
+
+    Returns
+    -------
+    napari.layers.Image
+
+    Raises
+    ------
+    ValueError
+        For an unknown layer, invalid settings, a 3D view, no pixel of the layer in view,
+        or a view too large (before anything runs).
+    RunFailed
+        When the run fails or is cancelled (no layer is added or changed).
+    """
+    from ..settings import DenoiseSettings
+    from .view import visible_region
+
+    checked = DenoiseSettings(model=model, weights=weights, **settings)
+    widget = histo_denoise_widget(viewer)
+    if layer is not None:
+        widget.set_layer(layer)
+    if widget.layer_combo.value is None:
+        raise ValueError("the viewer has no Image layer to denoise")
+    visible_region(viewer, widget.layer_combo.value)  # a clear ValueError now
+    widget.set_settings(checked)
+    return _wait(widget.run_view(), timeout)
 
 
 def train_layer(

@@ -14,9 +14,11 @@ use too) and runs the core's generator in a napari ``thread_worker`` (see :mod:`
 from __future__ import annotations
 
 import functools
+import uuid
 import weakref
 from typing import TYPE_CHECKING, Any
 
+from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -46,6 +48,8 @@ if TYPE_CHECKING:
 PLUGIN = "napari-histo-denoise"
 #: Spin-box value that stands for "pick the batch size from free memory".
 AUTO_BATCH = 0
+#: Milliseconds the camera must stay still before an automatic Denoise view.
+VIEW_SETTLE_MS = 500
 #: Look of a field whose value the core would refuse.
 _INVALID_STYLE = "QSpinBox { border: 1px solid #e05252; }"
 
@@ -106,6 +110,16 @@ class HistoDenoiseWidget(QWidget):
             "removed structure as shapes"
         )
         self.denoise_button = QPushButton("Denoise")
+        self.view_button = QPushButton("Denoise view")
+        self.view_button.setToolTip(
+            "Denoise only what the canvas shows, at the level it is displayed; tiles done "
+            "before are reused after a pan or zoom"
+        )
+        self.view_auto_check = QCheckBox("Redo the view when the camera stops")
+        self.view_auto_check.setToolTip(
+            "Denoise view again each time the canvas stops moving, while the result layer "
+            "is wanted"
+        )
         self.summary_button = QPushButton("Model summary")
         self.progress_row = ProgressRow("tiles")
 
@@ -126,6 +140,8 @@ class HistoDenoiseWidget(QWidget):
         box_layout = QVBoxLayout(box)
         box_layout.addLayout(form)
         box_layout.addWidget(self.denoise_button)
+        box_layout.addWidget(self.view_button)
+        box_layout.addWidget(self.view_auto_check)
         box_layout.addWidget(self.progress_row)
         box_layout.addWidget(self.summary_button)
         self.train = TrainSection(napari_viewer, self.model_combo)
@@ -149,8 +165,25 @@ class HistoDenoiseWidget(QWidget):
             self.backend_combo,
             self.residual_check,
             self.denoise_button,
+            self.view_button,
         )
         self.denoise_button.clicked.connect(self.run)
+        self.view_button.clicked.connect(self.run_view)
+        # Denoise view's tiles, and per layer what its data is (a token per data object).
+        self.view_cache: Any = None
+        self._view_sources: weakref.WeakKeyDictionary[Any, tuple[Any, str]] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._view_redo = False  # the camera moved during a view run: redo it after
+        self._camera_still = QTimer(self)
+        self._camera_still.setSingleShot(True)
+        self._camera_still.setInterval(VIEW_SETTLE_MS)
+        self._camera_still.timeout.connect(self._redo_view)
+        for event in (
+            napari_viewer.scene.camera.events.center,
+            napari_viewer.scene.camera.events.zoom,
+        ):
+            event.connect(self._camera_moved)
         self.progress_row.cancel_button.clicked.connect(self.cancel)
         self.summary_button.clicked.connect(self.show_summary)
         self.model_combo.currentTextChanged.connect(self.weights.set_model)
@@ -264,34 +297,59 @@ class HistoDenoiseWidget(QWidget):
 
         Returns None (after an error notification) when the settings are not valid.
         """
-        from napari.utils.notifications import show_error
-
         from .jobs import denoise_job
 
-        if self.running:
-            show_error("A denoise run is already in progress.")
+        checked = self._checked("denoise")
+        if checked is None:
             return None
-        source = self.layer_combo.value
-        try:
-            if source is None:
-                raise ValueError("Add or open an image layer first: there is nothing to denoise.")
-            settings = self.settings()
-        except ValueError as exc:
-            show_error(f"Cannot denoise: {exc}")
-            return None
-        self._source = source
-        rgb, stream = bool(source.rgb), is_lazy(source)
-        data = source_data(source)
-        self._set_running(True)
-        self.progress_row.start(f"Denoising {source.name!r} with the {settings.model} model…")
-        self.current_run = BackgroundRun(
-            functools.partial(denoise_job, data, settings, stream=stream, rgb=rgb),
-            on_progress=self._on_progress,
-            on_result=functools.partial(self._add_result, source),
-            on_done=self._on_done,
-            what="Denoise",
+        source, settings = checked
+        job = functools.partial(
+            denoise_job,
+            source_data(source),
+            settings,
+            stream=is_lazy(source),
+            rgb=bool(source.rgb),
         )
-        return self.current_run
+        message = f"Denoising {source.name!r} with the {settings.model} model…"
+        return self._start(source, job, functools.partial(self._add_result, source), message)
+
+    def run_view(self, *, notify: bool = True) -> BackgroundRun | None:
+        """Denoise what the canvas shows of the chosen layer; returns the run.
+
+        The result goes into ``<name> [view denoised: ...]`` (added, or updated when there
+        is one), placed on the displayed level's pixels. Tiles already computed for this
+        layer, level, tiling, model, weights and precision are reused from
+        :attr:`view_cache`. Returns None when the settings or the view are not valid (after
+        an error notification, or only in the status line with ``notify=False``).
+        """
+        from .jobs import view_job
+        from .view import level_data, visible_region
+
+        checked = self._checked("denoise the view", notify)
+        if checked is None:
+            return None
+        source, settings = checked
+        try:
+            view = visible_region(self.viewer, source)
+        except ValueError as exc:
+            self._refuse(f"Cannot denoise the view: {exc}", notify)
+            return None
+        if self.view_cache is None:
+            from ..engine.region import TileCache
+
+            self.view_cache = TileCache()
+        data = level_data(source, view.level)
+        job = functools.partial(
+            view_job,
+            data,
+            view,
+            settings,
+            cache=self.view_cache,
+            source=(self._view_source(source), view.level),
+        )
+        message = f"Denoising the view of {source.name!r} ({view.describe()})…"
+        on_result = functools.partial(self._show_view, source, view)
+        return self._start(source, job, on_result, message)
 
     def cancel(self) -> None:
         """Cancel the running denoise (no layer is added)."""
@@ -308,6 +366,68 @@ class HistoDenoiseWidget(QWidget):
         return panel
 
     # ------------------------------------------------------------------ internals
+    def _checked(self, what: str, notify: bool = True) -> tuple[Any, DenoiseSettings] | None:
+        """The chosen layer and the settings, or None after saying why they cannot run."""
+        if self.running:
+            self._refuse("A denoise run is already in progress.", notify)
+            return None
+        source = self.layer_combo.value
+        try:
+            if source is None:
+                raise ValueError("Add or open an image layer first: there is nothing to denoise.")
+            return source, self.settings()
+        except ValueError as exc:
+            self._refuse(f"Cannot {what}: {exc}", notify)
+            return None
+
+    def _refuse(self, message: str, notify: bool) -> None:
+        from napari.utils.notifications import show_error
+
+        if notify:
+            show_error(message)
+        else:
+            self.progress_row.status.setText(message)
+
+    def _start(self, source: Any, job: Any, on_result: Any, message: str) -> BackgroundRun:
+        self._source = source
+        self._set_running(True)
+        self.progress_row.start(message)
+        self.current_run = BackgroundRun(
+            job,
+            on_progress=self._on_progress,
+            on_result=on_result,
+            on_done=self._on_done,
+            what="Denoise",
+        )
+        return self.current_run
+
+    def _view_source(self, layer: Any) -> str:
+        """A token for the layer's current data: new data (``layer.data = ...``) gets a new one."""
+        data, token = self._view_sources.get(layer, (None, ""))
+        if data is not layer.data:
+            token = uuid.uuid4().hex
+            self._view_sources[layer] = (layer.data, token)
+        return token
+
+    def _show_view(self, source: Any, view: Any, outcome: Any) -> Any:
+        from .view import show_view_result
+
+        record = {"source": source.name, **outcome.record}
+        record["weights_label"] = weights_label(record["weights"], record["model"])
+        return show_view_result(self.viewer, source, outcome.data, view, record)
+
+    def _camera_moved(self) -> None:
+        if self.view_auto_check.isChecked():
+            self._camera_still.start()  # restarts: fires once the camera has been still
+
+    def _redo_view(self) -> None:
+        if not self.view_auto_check.isChecked():
+            return
+        if self.running:
+            self._view_redo = True  # after the run in progress
+            return
+        self.run_view(notify=False)
+
     def _on_progress(self, event: Any) -> None:
         self.progress_row.update_progress(
             event.done, event.total, event.elapsed_s, unit=event.unit
@@ -332,14 +452,25 @@ class HistoDenoiseWidget(QWidget):
         self._set_running(False)
         if run.status != FINISHED:
             self.progress_row.reset(run.message)
-            return
-        record = run.result.metadata[METADATA_KEY]
-        self.progress_row.reset(
-            f"Done in {record['seconds']:.1f} s ({record['mpx_per_s'] or 0:.2f} Mpx/s on "
-            f"{record['device']}, {record['precision']}, {record['backend']}): added "
-            f"{run.result.name!r}."
-        )
-        self.progress_row.bar.setValue(self.progress_row.bar.maximum())
+        else:
+            record = run.result.metadata[METADATA_KEY]
+            done = (
+                f"Done in {record['seconds']:.1f} s ({record['mpx_per_s'] or 0:.2f} Mpx/s on "
+                f"{record['device']}, {record['precision']}, {record['backend']})"
+            )
+            view = record.get("view")
+            if view is None:
+                done += f": added {run.result.name!r}."
+            else:
+                done += (
+                    f": {view['tiles_computed']} tiles computed, {view['tiles_reused']} reused, "
+                    f"shown in {run.result.name!r}."
+                )
+            self.progress_row.reset(done)
+            self.progress_row.bar.setValue(self.progress_row.bar.maximum())
+        if self._view_redo:
+            self._view_redo = False
+            self._redo_view()
 
     def _on_layer_removed(self, event: Any) -> None:
         # Compared by name: the widget sees layers through napari's public proxy.

@@ -11,7 +11,8 @@ The modules of this package, each one job: :mod:`.tiling` (tile grids, blending 
 bands of tile rows), :mod:`.geometry` (layout, tile plan, bands, segments, skipped tiles),
 :mod:`.model_cache` (models built once per process and device), :mod:`.blending` (a run:
 batches on the device and the weighted sums), :mod:`.lazy` (the dask graph of
-:func:`denoise`), :mod:`.sinks` (where finished rows go).
+:func:`denoise`), :mod:`.sinks` (where finished rows go), :mod:`.region` (one region of an
+image, with a cache of tiles for views that pan).
 
 :func:`denoise` returns a lazy dask array with two tasks per band (compute, join), never one
 task per tile; :func:`iter_denoise` and :func:`run_bands` run the same band code in order,
@@ -40,6 +41,7 @@ from .blending import DenoiseRun
 from .geometry import DTYPE_SCALE, ImageLayout, TilePlan
 from .lazy import denoise
 from .model_cache import clear_model_cache
+from .region import RegionResult, TileCache, denoise_region, iter_denoise_region
 from .sinks import ArraySink
 
 __all__ = [
@@ -49,11 +51,15 @@ __all__ = [
     "DenoiseRun",
     "ImageLayout",
     "Progress",
+    "RegionResult",
+    "TileCache",
     "TilePlan",
     "clear_model_cache",
     "denoise",
+    "denoise_region",
     "denoise_to_zarr",
     "iter_denoise",
+    "iter_denoise_region",
     "make_run",
     "run_bands",
 ]

@@ -262,24 +262,47 @@ class BandDenoiser:
         run.check_cancel()  # also between segments whose tiles are all skipped
         image = self.to_device(pixels)
         numerator = torch.zeros_like(image)
-        gray = image.shape[0] == 1
         tiles = [
             (i, j)
             for i in range(band.first_tile, band.stop_tile)
             for j in range(segment.first_tile, segment.stop_tile)
         ]
         skipped = [t for t in tiles if plan.skipped(*t)]
+        origin = (band.start, segment.start)
         for i, j in skipped:
-            self._add(numerator, self._view(image, band, segment, i, j), band, segment, i, j)
+            self.add(numerator, self._tile(image, origin, i, j), origin, i, j)
         if skipped:
             yield run.advance(key, len(skipped))
         todo = [t for t in tiles if not plan.skipped(*t)]
-        check = run.check_cancel
+
+        def add(i: int, j: int, values: torch.Tensor) -> None:
+            self.add(numerator, values, origin, i, j)
+
+        yield from self.forward_tiles(image, origin, todo, add, lambda n: run.advance(key, n))
+        return numerator
+
+    def forward_tiles(
+        self,
+        image: torch.Tensor,
+        origin: tuple[int, int],
+        tiles: list[tuple[int, int]],
+        on_output: Callable[[int, int, torch.Tensor], None],
+        advance: Callable[[int], Progress],
+    ) -> Generator[Progress, None, None]:
+        """Run the model on tiles ``(i, j)`` of ``image``, one batch at a time.
+
+        ``image`` is C x H x W on the device with its pixel (0, 0) at ``origin`` (row,
+        column) of the padded plane. ``on_output(i, j, values)`` receives each tile's output
+        (C x tile x tile, grey averaged back to one channel); after each batch the
+        :class:`Progress` made by ``advance(tiles_in_batch)`` is yielded.
+        """
+        gray = image.shape[0] == 1
+        check = self.run.check_cancel
         position = 0
-        while position < len(todo):
-            run.check_cancel()
-            chunk = todo[position : position + self.batch]
-            batch = torch.stack([self._view(image, band, segment, i, j) for i, j in chunk])
+        while position < len(tiles):
+            check()
+            chunk = tiles[position : position + self.batch]
+            batch = torch.stack([self._tile(image, origin, i, j) for i, j in chunk])
             if gray:
                 batch = batch.expand(-1, 3, -1, -1)
             try:
@@ -289,19 +312,25 @@ class BandDenoiser:
                 continue
             del batch
             for k, (i, j) in enumerate(chunk):
-                out = output[k].mean(0, keepdim=True) if gray else output[k]
-                self._add(numerator, out, band, segment, i, j)
+                on_output(i, j, output[k].mean(0, keepdim=True) if gray else output[k])
             position += len(chunk)
-            yield run.advance(key, len(chunk))
-        return numerator
+            yield advance(len(chunk))
 
-    def _add(self, numerator, values, band, segment, i, j) -> None:
+    def add(
+        self,
+        numerator: torch.Tensor,
+        values: torch.Tensor,
+        origin: tuple[int, int],
+        i: int,
+        j: int,
+    ) -> None:
+        """Add tile ``(i, j)``'s ``values``, weighted by its window, into ``numerator``."""
         weight = self.win_y[i][:, None] * self.win_x[j][None, :]
-        self._view(numerator, band, segment, i, j).addcmul_(values, weight)
+        self._tile(numerator, origin, i, j).addcmul_(values, weight)
 
-    def _view(self, tensor, band: Band, segment: Band, i: int, j: int) -> torch.Tensor:
-        y = self.run.plan.grid_y.starts[i] - band.start
-        x = self.run.plan.grid_x.starts[j] - segment.start
+    def _tile(self, tensor: torch.Tensor, origin: tuple[int, int], i: int, j: int) -> torch.Tensor:
+        y = self.run.plan.grid_y.starts[i] - origin[0]
+        x = self.run.plan.grid_x.starts[j] - origin[1]
         return tensor[:, y : y + self.tile[0], x : x + self.tile[1]]
 
     def _halve(self) -> None:
