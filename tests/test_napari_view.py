@@ -114,7 +114,8 @@ def test_cancel_leaves_the_viewer_as_it_was(viewer, weights, qtbot):
     kept = (first.data.copy(), first.translate.copy(), dict(first.metadata))
     _look_at(viewer, 1500, 1500, 2.0)
     widget.set_settings(tile_size=32, overlap=8, batch_size=1)
-    run = widget.run_view()
+    widget.view_button.click()
+    run = widget.current_run
     qtbot.waitUntil(lambda: widget.progress_row.bar.value() > 0, timeout=60_000)
     widget.progress_row.cancel_button.click()
     qtbot.waitUntil(lambda: run.done, timeout=5_000)

@@ -117,8 +117,7 @@ class HistoDenoiseWidget(QWidget):
         )
         self.view_auto_check = QCheckBox("Redo the view when the camera stops")
         self.view_auto_check.setToolTip(
-            "Denoise view again each time the canvas stops moving, while the result layer "
-            "is wanted"
+            "Denoise the view again each time the camera has been still for half a second"
         )
         self.summary_button = QPushButton("Model summary")
         self.progress_row = ProgressRow("tiles")
