@@ -169,8 +169,64 @@ def test_views_it_cannot_denoise_are_refused_clearly(viewer, weights):
     with pytest.raises(ValueError, match="2D view"):
         hd.denoise_view(viewer, "slide", weights=weights)
     viewer.dims.ndisplay = 2
+    viewer.add_image(np.zeros((3, 64, 64), np.uint8), name="stack", translate=(5, 0, 0))
+    viewer.add_image(np.zeros((3, 8, 8), np.uint8), name="other")  # planes 0-2 in the world
+    _look_at(viewer, 32, 32, 2.0)
+    viewer.dims.set_point(0, 0)  # before the stack's first plane
+    with pytest.raises(ValueError, match="No plane of layer 'stack' is in view"):
+        hd.denoise_view(viewer, "stack", weights=weights)
+    viewer.dims.set_point(0, 6)
+    viewer.dims.thickness = (2, 0, 0)  # napari shows the mean of the planes around the point
+    with pytest.raises(ValueError, match="projection of planes"):
+        hd.denoise_view(viewer, "stack", weights=weights)
+    viewer.layers.remove("stack")
+    viewer.layers.remove("other")
+    viewer.dims.thickness = (0, 0)
     viewer.add_image(np.zeros((8000, 8000), np.uint8), name="huge")
     _look_at(viewer, 4000, 4000, 0.01)
     with pytest.raises(ValueError, match=r"at most 16\.8 Mpx"):
         hd.denoise_view(viewer, "huge", weights=weights)
     assert len(viewer.layers) == 2
+
+
+def test_an_updated_view_follows_the_source_when_it_moves(make_napari_viewer):
+    from napari_histo_denoise._napari.view import View, show_view_result
+
+    viewer = make_napari_viewer()
+    source = viewer.add_image(np.zeros((64, 80), np.uint8), scale=(2, 3), rotate=30, name="s")
+    view = View(0, (), slice(10, 30), slice(20, 50))
+    record = {"model": "basic", "weights_label": "w.safetensors"}
+    for rotate in (30, 75):
+        source.rotate = rotate
+        result = show_view_result(viewer, source, np.ones((20, 30), np.uint8), view, record)
+        for y, x in ((0, 0), (19, 0), (7, 29)):
+            np.testing.assert_allclose(
+                result.data_to_world((y, x)), source.data_to_world((10 + y, 20 + x)), atol=1e-9
+            )
+    assert len(viewer.layers) == 2
+
+
+def test_new_data_in_a_layer_is_never_served_old_tiles(viewer):
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Histo Denoise")
+    layer = viewer.layers["slide"]
+    token = widget._view_source(layer)
+    assert widget._view_source(layer) == token
+    layer.data = [np.asarray(level)[::-1].copy() for level in layer.data]
+    assert widget._view_source(layer) != token
+
+
+def test_a_cancel_is_not_undone_by_a_pending_redo(viewer, weights, qtbot):
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Histo Denoise")
+    widget.set_layer("slide")
+    widget.set_settings(weights=weights, tile_size=32, overlap=8, batch_size=1, device="cpu")
+    _look_at(viewer, 300, 300, 0.5)
+    run = widget.run_view()
+    widget.view_auto_check.setChecked(True)
+    _look_at(viewer, 340, 300, 0.5)  # the camera stops during the run: a redo is queued
+    qtbot.waitUntil(lambda: widget._view_redo, timeout=5_000)
+    widget.cancel()
+    qtbot.waitUntil(lambda: run.done, timeout=5_000)
+    qtbot.wait(2 * 500)
+    assert run.status == "cancelled" and widget.current_run is run and widget.idle
+    assert len(viewer.layers) == 1
+    widget.view_auto_check.setChecked(False)

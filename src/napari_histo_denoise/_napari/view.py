@@ -119,11 +119,19 @@ def visible_region(viewer: napari.Viewer, layer: napari.layers.Image) -> View:
         if stop <= start:
             raise ValueError(f"No pixel of layer {layer.name!r} is in view: pan or zoom to it.")
         spans.append(slice(start, stop))
+    leading_world = [axis + offset for axis in range(layer.ndim - 2)]
+    thick = any(viewer.dims.thickness[axis] > 0 for axis in leading_world)
+    if thick and layer.projection_mode != "none":
+        raise ValueError(
+            f"Layer {layer.name!r} shows a projection of planes ({layer.projection_mode}); "
+            "Denoise view denoises one plane: set its projection mode to none."
+        )
     centre_data = np.asarray(layer.world_to_data(point))[-layer.ndim :]
-    plane = tuple(
-        int(np.clip(round(centre_data[axis] / factors[axis]), 0, shape[axis] - 1))
-        for axis in range(layer.ndim - 2)
-    )
+    plane = tuple(round(centre_data[axis] / factors[axis]) for axis in range(layer.ndim - 2))
+    if any(not 0 <= i < n for i, n in zip(plane, shape, strict=False)):
+        raise ValueError(
+            f"No plane of layer {layer.name!r} is in view: move the dims slider to it."
+        )
     view = View(level, plane, *spans)
     if view.pixels > MAX_VIEW_PIXELS:
         raise ValueError(
@@ -159,11 +167,11 @@ def show_view_result(
     placement = view_placement(source, view)
     metadata = {METADATA_KEY: dict(record)}
     existing = viewer.layers[name] if name in viewer.layers else None
+    kwargs = {**result_layer_kwargs(source), **placement}
     if existing is not None and METADATA_KEY in existing.metadata and existing.ndim == source.ndim:
         existing.data = data
-        existing.scale = placement["scale"]
-        existing.translate = placement["translate"]
+        for key in ("scale", "translate", "rotate", "shear", "affine"):  # the source may move
+            setattr(existing, key, kwargs[key])
         existing.metadata = metadata
         return existing
-    kwargs = {**result_layer_kwargs(source), **placement}
     return viewer.add_image(data, name=name, metadata=metadata, **kwargs)

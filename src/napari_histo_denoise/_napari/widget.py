@@ -168,11 +168,9 @@ class HistoDenoiseWidget(QWidget):
         )
         self.denoise_button.clicked.connect(self.run)
         self.view_button.clicked.connect(self.run_view)
-        # Denoise view's tiles, and per layer what its data is (a token per data object).
+        # Denoise view's tiles, and per layer a token for its data, dropped when it changes.
         self.view_cache: Any = None
-        self._view_sources: weakref.WeakKeyDictionary[Any, tuple[Any, str]] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._view_sources: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
         self._view_redo = False  # the camera moved during a view run: redo it after
         self._camera_still = QTimer(self)
         self._camera_still.setSingleShot(True)
@@ -181,6 +179,7 @@ class HistoDenoiseWidget(QWidget):
         for event in (
             napari_viewer.scene.camera.events.center,
             napari_viewer.scene.camera.events.zoom,
+            napari_viewer.dims.events.point,  # another plane of a stack
         ):
             event.connect(self._camera_moved)
         self.progress_row.cancel_button.clicked.connect(self.cancel)
@@ -352,6 +351,7 @@ class HistoDenoiseWidget(QWidget):
 
     def cancel(self) -> None:
         """Cancel the running denoise (no layer is added)."""
+        self._view_redo = False
         if self.running:
             self.progress_row.status.setText("Cancelling…")
             self.current_run.cancel()
@@ -388,6 +388,9 @@ class HistoDenoiseWidget(QWidget):
             self.progress_row.status.setText(message)
 
     def _start(self, source: Any, job: Any, on_result: Any, message: str) -> BackgroundRun:
+        # The newest request: a camera stop before it needs no redo after it.
+        self._camera_still.stop()
+        self._view_redo = False
         self._source = source
         self._set_running(True)
         self.progress_row.start(message)
@@ -401,12 +404,15 @@ class HistoDenoiseWidget(QWidget):
         return self.current_run
 
     def _view_source(self, layer: Any) -> str:
-        """A token for the layer's current data: new data (``layer.data = ...``) gets a new one."""
-        data, token = self._view_sources.get(layer, (None, ""))
-        if data is not layer.data:
-            token = uuid.uuid4().hex
-            self._view_sources[layer] = (layer.data, token)
+        """A token for the layer's data, new after each change of it (``layer.data = ...``)."""
+        token = self._view_sources.get(layer)
+        if token is None:
+            token = self._view_sources[layer] = uuid.uuid4().hex
+            layer.events.data.connect(self._forget_view_source)  # connected once
         return token
+
+    def _forget_view_source(self, event: Any) -> None:
+        self._view_sources.pop(event.source, None)
 
     def _show_view(self, source: Any, view: Any, outcome: Any) -> Any:
         from .view import show_view_result
@@ -421,6 +427,7 @@ class HistoDenoiseWidget(QWidget):
 
     def _redo_view(self) -> None:
         if not self.view_auto_check.isChecked():
+            self._view_redo = False
             return
         if self.running:
             self._view_redo = True  # after the run in progress
@@ -467,8 +474,8 @@ class HistoDenoiseWidget(QWidget):
                 )
             self.progress_row.reset(done)
             self.progress_row.bar.setValue(self.progress_row.bar.maximum())
-        if self._view_redo:
-            self._view_redo = False
+        redo, self._view_redo = self._view_redo, False
+        if redo and run.status == FINISHED:  # a cancel or a failure stays stopped
             self._redo_view()
 
     def _on_layer_removed(self, event: Any) -> None:
