@@ -399,7 +399,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default="cpu,train,rss,gpu",
         help="comma-separated: cpu, train, rss, gpu (gpu is skipped without CUDA)",
     )
-    p.add_argument("--cpu-size", type=int, default=2048)
+    p.add_argument("--cpu-size", type=int, default=2048, help="side of the cpu section's image")
     p.add_argument(
         "--cpu-tile",
         type=int,
@@ -415,12 +415,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--cpu-compile", action="store_true", help="also time torch.compile on the CPU (slow)"
     )
     p.add_argument("--train-steps", type=int, default=8, help="timed steps of the train section")
-    p.add_argument("--train-batch", type=int, default=4)
-    p.add_argument("--rss-size", type=int, default=16384)
+    p.add_argument(
+        "--train-batch", type=int, default=4, help="patches per step of the train section"
+    )
+    p.add_argument("--rss-size", type=int, default=16384, help="side of the rss section's image")
     p.add_argument("--tile", type=int, default=256, help="tile of the rss section")
-    p.add_argument("--overlap", type=int, default=32)
-    p.add_argument("--gpu-size", type=int, default=16384)
-    p.add_argument("--gpu-tile", type=int, default=1024)
+    p.add_argument("--overlap", type=int, default=32, help="overlap of the rss section")
+    p.add_argument("--gpu-size", type=int, default=16384, help="side of the gpu section's image")
+    p.add_argument("--gpu-tile", type=int, default=1024, help="tile of the gpu section")
     p.add_argument("--compile", action="store_true", help="torch.compile the GPU models")
     p.add_argument("--tmp", default=None, help="folder for the rss section's zarr files")
     p.add_argument("--json", type=Path, help="also write the figures here")

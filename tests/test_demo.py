@@ -16,7 +16,9 @@ def _figures(text: str) -> dict[str, float]:
 def test_demo_trains_writes_the_images_and_prints_psnr(tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["demo", "--train", "--steps", "2", "--crop", "64", "-o", str(out)]) == 0
-    figures = _figures(capsys.readouterr().out)
+    text = capsys.readouterr().out
+    assert "\r" not in text and "step 2 (100%)" in text  # a log, not a redrawn line
+    figures = _figures(text)
     assert set(figures) == {"noisy", "tv_baseline", "denoised"}
     # sigma 25 on [0, 1] images: the noisy copy is about 20 dB, TV clearly above it.
     assert 19 < figures["noisy"] < 22
@@ -24,7 +26,9 @@ def test_demo_trains_writes_the_images_and_prints_psnr(tmp_path, capsys):
     for name in ("clean", "noisy", "denoised", "tv_baseline"):
         assert io.imread(out / f"{name}.png").shape == (64, 64, 3)
     assert io.imread(out / "before_after.png").shape == (64, 192, 3)
-    assert (out / "demo_basic.safetensors").stat().st_size > 100_000_000
+    weights = (out / "demo_basic.safetensors").stat()
+    assert weights.st_size > 100_000_000
+    assert weights.st_mode & 0o777 == 0o666 & ~_umask()  # as any new file, not owner-only
     assert (out / "demo_basic.json").exists() and (out / "demo_basic.curves.png").exists()
 
 
@@ -55,3 +59,11 @@ def test_demo_uses_bundled_weights_without_training(trained_basic, tmp_path, mon
 def test_demo_weights_and_train_exclude_each_other(tmp_path, capsys):
     assert main(["demo", "--weights", str(tmp_path / "any.safetensors"), "--train"]) == 2
     assert "exclude each other" in capsys.readouterr().err
+
+
+def _umask() -> int:
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -149,6 +149,18 @@ def test_cli_help_shows_the_defaults(capsys):
     assert "(default: 256)" in text and "(default: auto)" in text
 
 
+def test_cli_errors_name_the_flags_not_the_python_names(tmp_path, capsys):
+    source = tmp_path / "in.png"
+    io.imsave(source, data.immunohistochemistry()[:64, :64], check_contrast=False)
+    argv = ["denoise", str(source), "-o", str(source), "--weights", str(source)]
+    assert main(argv) == 2
+    assert "pass --overwrite" in capsys.readouterr().err
+    argv[3] = str(tmp_path / "out.png")
+    assert main([*argv, "--tile-size", "100"]) == 2
+    err = capsys.readouterr().err
+    assert "--tile-size must be a multiple of 16" in err and "tile_size" not in err
+
+
 def test_picture_output_of_a_grey_image(tmp_path):
     grey = data.camera()[:100, :120]
     written = denoise_into(grey, tmp_path / "g.png", model=Blur(), **KW)

@@ -550,8 +550,6 @@ def test_cli_train_writes_weights_with_metadata(tmp_path, capsys):
 
 
 def test_cli_ctrl_c_keeps_the_state_and_resume_finishes_the_run(tmp_path, capsys, monkeypatch):
-    from napari_histo_denoise.cli import train as cli_train
-
     images = tmp_path / "train"
     images.mkdir()
     io.imsave(images / "ihc.png", TRAIN[:128, :128], check_contrast=False)
@@ -560,14 +558,16 @@ def test_cli_ctrl_c_keeps_the_state_and_resume_finishes_the_run(tmp_path, capsys
     whole, part = tmp_path / "whole.safetensors", tmp_path / "part.safetensors"
     assert main([*argv, "-o", str(whole)]) == 0
 
-    show = cli_train._ProgressLine.show
+    from napari_histo_denoise.cli.progress_line import ProgressLine
+
+    show = ProgressLine.show
 
     def interrupt_at_step_2(self, event):
         show(self, event)
         if event.step == 2:
             signal.raise_signal(signal.SIGINT)  # what Ctrl-C sends
 
-    monkeypatch.setattr(cli_train._ProgressLine, "show", interrupt_at_step_2)
+    monkeypatch.setattr(ProgressLine, "show", interrupt_at_step_2)
     assert main([*argv, "-o", str(part)]) == 130
     state = tmp_path / "part.state.safetensors"
     assert f"after 2 of 4 steps; the run's state is in {state}" in capsys.readouterr().err

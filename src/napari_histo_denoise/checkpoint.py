@@ -32,7 +32,7 @@ from torch import nn
 
 from . import __version__
 from .devices import resolve_device
-from .files import atomic_output
+from .files import atomic_output, give_default_mode
 from .files import file_sha256 as file_sha256  # public here too (docs/checkpoints.md)
 from .models import MODELS
 
@@ -134,6 +134,7 @@ def save_weights(
         raise FileNotFoundError(f"folder {str(path.parent)!r} does not exist")
     with atomic_output(path) as partial:
         save_file(tensors, partial, metadata={METADATA_KEY: header})
+        give_default_mode(partial)
     return path
 
 

@@ -70,6 +70,23 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
     publish(partial, path)
 
 
+def give_default_mode(path: str | os.PathLike) -> None:
+    """Give the file ``path`` the permissions a new file gets here (0o666 less the umask).
+
+    safetensors writes its files owner-only (0600): weights meant to be shared would be
+    unreadable to the group and others. The mode is read off a probe file, so the process's
+    umask is never changed (other threads may be creating files).
+    """
+    path = Path(path)
+    probe = path.with_name(path.name + ".mode")
+    with open(probe, "x"):
+        pass
+    try:
+        os.chmod(path, probe.stat().st_mode & 0o777)
+    finally:
+        probe.unlink()
+
+
 def file_sha256(path: str | os.PathLike) -> str:
     """Return the SHA-256 hex digest of a file (weights, downloads, data).
 

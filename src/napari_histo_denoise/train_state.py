@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from .files import atomic_output
+from .files import atomic_output, give_default_mode
 
 #: Header-metadata key of the JSON document.
 STATE_KEY = "napari_histo_denoise_train_state"
@@ -64,6 +64,7 @@ def write_state(path: str | os.PathLike, state: TrainState) -> Path:
     tensors = {k: v.contiguous() for k, v in state.tensors.items()}
     with atomic_output(path) as partial:
         save_file(tensors, partial, metadata={STATE_KEY: header})
+        give_default_mode(partial)
     return path
 
 

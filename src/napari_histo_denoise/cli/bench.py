@@ -7,6 +7,8 @@ import importlib.util
 from pathlib import Path
 from types import ModuleType
 
+from . import DefaultsHelpFormatter
+
 #: Where the benchmark lives in a source checkout (the editable install points here).
 SCRIPT = Path(__file__).resolve().parents[3] / "benchmarks" / "bench_engine.py"
 
@@ -24,6 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``bench`` subcommand with the benchmark script's options."""
     parser = subparsers.add_parser(
         "bench",
+        formatter_class=DefaultsHelpFormatter,
         help="benchmark the engine and training: CPU fp32 vs bf16, 16384^2 peak RSS, GPU",
         description="Run benchmarks/bench_engine.py (needs a source checkout): the engine "
         "against the bare model forward on CPU in fp32 and bf16 (with the bf16 PSNR against "

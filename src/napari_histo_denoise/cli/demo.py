@@ -10,6 +10,7 @@ bundled (or with ``--train``) it first trains the basic model briefly on clean t
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -120,8 +121,10 @@ def _train(top_of_slide, args: argparse.Namespace):
     from skimage import data
 
     from ..training import train
+    from .progress_line import ProgressLine
 
     print(f"training the basic model for {args.steps} steps (IHC sample, top of CMU-1)")
+    bar = ProgressLine(sys.stdout)
     started = time.perf_counter()
     result = train(
         [data.immunohistochemistry(), top_of_slide],
@@ -135,13 +138,8 @@ def _train(top_of_slide, args: argparse.Namespace):
         lr=3e-3,
         device=args.device,
         seed=args.seed,
-        progress=_print_progress,
+        progress=bar.show,
     )
-    print(f"\ntrained in {time.perf_counter() - started:.0f} s")
+    bar.close()
+    print(f"trained in {time.perf_counter() - started:.0f} s")
     return result
-
-
-def _print_progress(event) -> None:
-    if event.step % 10 and event.step != event.steps:
-        return
-    print(f"\r  step {event.step}/{event.steps}  loss {event.loss:.4f}", end="", flush=True)

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from ..settings import BACKENDS, PRECISIONS
+from . import DefaultsHelpFormatter
 
 #: The held-out source in a ``fetch-data`` folder (never trained on by the release recipe).
 HELD_OUT = Path("train/stardist_histo_he.jpg")
@@ -19,6 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``ship-check`` subcommand."""
     parser = subparsers.add_parser(
         "ship-check",
+        formatter_class=DefaultsHelpFormatter,
         help="score weights by the shipping rule: beat TV, wavelet and NLM; no harm >= 36 dB",
         description="Score a weights file on the held-out stardist image and the CMU-1 "
         "validation slide of a fetch-data folder at Gaussian sigma 15, 25 and 50 and one "
@@ -34,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="folder written by 'histo-denoise fetch-data' (the held-out and validation images)",
     )
     parser.add_argument("--crops", type=int, default=4, help="256 px tissue crops per image")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the crops and the noise")
     parser.add_argument(
         "--baselines",
         nargs="+",
@@ -43,8 +45,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "available one)",
     )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-    parser.add_argument("--precision", default="fp32", choices=PRECISIONS)
-    parser.add_argument("--backend", default="auto", choices=BACKENDS)
+    parser.add_argument(
+        "--precision", default="fp32", choices=PRECISIONS, help="precision the model runs in"
+    )
+    parser.add_argument("--backend", default="auto", choices=BACKENDS, help="what runs the model")
     parser.add_argument("--json", type=Path, help="also write every figure as JSON here")
     parser.add_argument("-o", "--output", type=Path, help="also write the Markdown report here")
     parser.set_defaults(run=run)

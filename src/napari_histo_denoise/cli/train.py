@@ -11,8 +11,8 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..events import format_seconds
 from ..settings import MODEL_NAMES, PRECISIONS, TRAIN_MODES, TRAIN_PRESETS, TrainSettings
+from .progress_line import ProgressLine
 
 _DEFAULTS = TrainSettings.__dataclass_fields__  # one source for the defaults shown in --help
 
@@ -180,7 +180,7 @@ def run(args: argparse.Namespace) -> int:
         cancel=stop,
         **options,
     )
-    bar = _ProgressLine(sys.stderr)
+    bar = ProgressLine(sys.stderr)
     try:
         with _stop_on_interrupt(stop):
             result = drain(events, bar.show)
@@ -220,36 +220,3 @@ def _stop_on_interrupt(stop: threading.Event) -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
-
-
-class _ProgressLine:
-    """A one-line text progress bar: redrawn in place on a terminal, every 10% otherwise."""
-
-    WIDTH = 24
-
-    def __init__(self, stream) -> None:
-        self.stream = stream
-        self.tty = stream.isatty()
-        self.best: float | None = None
-        self.shown = 0  # the last tenth of the run printed (not on a terminal)
-
-    def show(self, event) -> None:
-        if event.val_psnr is not None:
-            self.best = event.val_psnr if self.best is None else max(self.best, event.val_psnr)
-        tenth = int(event.fraction * 10)
-        if not self.tty and tenth == self.shown and event.fraction < 1:
-            return
-        self.shown = tenth
-        filled = int(self.WIDTH * event.fraction)
-        bar = "#" * filled + "." * (self.WIDTH - filled)
-        eta = event.elapsed_s / max(event.fraction, 1e-9) * (1 - event.fraction)
-        line = f"[{bar}] step {event.step} ({event.fraction:.0%}) loss {event.loss:.5f}"
-        if event.val_psnr is not None:
-            line += f" val {event.val_psnr:.2f} dB (best {self.best:.2f})"
-        line += f" {format_seconds(event.elapsed_s)} elapsed, {format_seconds(eta)} left"
-        self.stream.write(f"\r{line}\x1b[K" if self.tty else line + "\n")
-        self.stream.flush()
-
-    def close(self) -> None:
-        if self.tty:
-            self.stream.write("\n")
