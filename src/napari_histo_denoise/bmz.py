@@ -34,7 +34,6 @@ from typing import Any
 import numpy as np
 
 from . import __version__
-from .checkpoint import METADATA_KEY, WeightsError, load_model, read_torch_state
 from .events import Cancelled, Progress, cancel_check, drain
 from .files import atomic_output, check_target
 from .settings import TILE_MULTIPLE
@@ -63,11 +62,11 @@ ONNX_OPSET = 17
 EXTRA_HINT = 'pip install "napari-histo-denoise[bioimageio]"'
 #: Preprocessing and postprocessing steps the engine honours (it feeds float32 in [0, 1]).
 _NEUTRAL_STEPS = ("ensure_dtype", "clip")
-#: Steps of :func:`iter_export_package`.
+#: Steps of :func:`iter_export_bmz`.
 _STEPS = 5
 
 
-def export_package(
+def export_bmz(
     weights: str | os.PathLike,
     path: str | os.PathLike,
     *,
@@ -121,7 +120,7 @@ def export_package(
         If ``path`` exists and ``overwrite`` is False.
     """
     return drain(
-        iter_export_package(
+        iter_export_bmz(
             weights,
             path,
             name=name,
@@ -135,7 +134,7 @@ def export_package(
     )
 
 
-def iter_export_package(
+def iter_export_bmz(
     weights: str | os.PathLike,
     path: str | os.PathLike,
     *,
@@ -146,10 +145,12 @@ def iter_export_package(
     overwrite: bool = False,
     cancel: Any = None,
 ) -> Generator[Progress, None, Path]:
-    """:func:`export_package` as a generator of :class:`Progress`, returning the path.
+    """:func:`export_bmz` as a generator of :class:`Progress`, returning the path.
 
     Arguments are checked when this function is called, before the generator starts.
     """
+    from .checkpoint import load_model
+
     unknown = [f for f in formats if f not in WEIGHT_FORMATS]
     if unknown or "pytorch_state_dict" not in formats:
         raise ValueError(
@@ -282,6 +283,8 @@ def _description(folder: Path, files, meta, name, authors):
     """The package's description, built with ``bioimageio.spec`` (checked as it is built)."""
     import torch
     from bioimageio.spec.model import v0_5
+
+    from .checkpoint import METADATA_KEY
 
     architecture = meta["architecture"]
     module, callable_name = ARCHITECTURES[architecture]
@@ -539,6 +542,26 @@ def model_card(
     return "\n".join(lines)
 
 
+def run_bmz_test(path: str | os.PathLike) -> tuple[bool, str]:
+    """Run bioimage.io's own test of a model package (what ``bioimageio test`` runs).
+
+    It checks the description against the specification and reproduces the test output
+    from the test input with every weight format in the package.
+
+    Returns
+    -------
+    passed : bool
+        Whether every check passed.
+    report : str
+        The test's summary, as Markdown.
+    """
+    _require("bioimageio.core", "test a bioimage.io package")
+    from bioimageio.core import test_model
+
+    summary = test_model(Path(path))
+    return summary.status == "passed", summary.format_md()
+
+
 def read_package(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]]:
     """Read the state dict of a bioimage.io package of the basic or deep model.
 
@@ -567,6 +590,8 @@ def read_package(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any
         If the package is not valid, is not of these architectures, or its weights do not
         match the description.
     """
+    from .checkpoint import METADATA_KEY, WeightsError, read_torch_state
+
     path = Path(path)
     descr = describe_package(path)
     entry = descr.weights.pytorch_state_dict
@@ -597,6 +622,8 @@ def describe_package(path: str | os.PathLike):
         If the description is invalid, not a model's, or of an older format that does not
         describe axes.
     """
+    from .checkpoint import WeightsError
+
     _require("bioimageio.spec", "read a bioimage.io package")
     from bioimageio.spec import InvalidDescr, load_description
     from bioimageio.spec.model import v0_5
@@ -621,6 +648,17 @@ def describe_package(path: str | os.PathLike):
     return descr
 
 
+def package_model(path: str | os.PathLike) -> str:
+    """Name the architecture (``"basic"`` or ``"deep"``) of a package, after checking it.
+
+    Raises
+    ------
+    WeightsError
+        As :func:`read_package`, for a package this plugin cannot run.
+    """
+    return package_architecture(describe_package(path), Path(path).name)
+
+
 def package_architecture(descr: Any, name: str) -> str:
     """Which of this project's architectures a package holds, after checking its tensors.
 
@@ -630,6 +668,8 @@ def package_architecture(descr: Any, name: str) -> str:
         If the package has no PyTorch state dict of :data:`ARCHITECTURES`, or its input or
         output is not one RGB image in [0, 1] with batch, channel, y and x axes.
     """
+    from .checkpoint import WeightsError
+
     entry = descr.weights.pytorch_state_dict
     if entry is None:
         held = ", ".join(f for f, w in descr.weights if w is not None)
@@ -652,6 +692,8 @@ def package_architecture(descr: Any, name: str) -> str:
 
 
 def _check_tensor(tensors: Sequence[Any], kind: str, name: str) -> None:
+    from .checkpoint import WeightsError
+
     if len(tensors) != 1:
         raise WeightsError(f"{name} has {len(tensors)} {kind}s; these models have one")
     tensor = tensors[0]
@@ -676,6 +718,8 @@ def _check_tensor(tensors: Sequence[Any], kind: str, name: str) -> None:
 def _require(module: str, what: str) -> None:
     import importlib.util
 
+    from .checkpoint import WeightsError
+
     if (
         importlib.util.find_spec(module.split(".")[0]) is None
         or importlib.util.find_spec(module) is None
@@ -690,10 +734,12 @@ __all__ = [
     "WEIGHT_FORMATS",
     "citations",
     "describe_package",
-    "export_package",
-    "iter_export_package",
+    "export_bmz",
+    "iter_export_bmz",
     "model_card",
     "package_architecture",
+    "package_model",
     "read_package",
+    "run_bmz_test",
     "training_totals",
 ]

@@ -211,7 +211,7 @@ def read_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict
         raise FileNotFoundError(f"weights file {str(path)!r} does not exist")
     with path.open("rb") as fh:
         head = fh.read(16)
-    if is_package(path, head):
+    if is_package(path):
         from .bmz import read_package
 
         state_dict, metadata = read_package(path)
@@ -452,18 +452,17 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, An
     return state_dict, metadata
 
 
-def is_package(path: Path, head: bytes) -> bool:
-    """Whether ``path`` (whose first bytes are ``head``) is a bioimage.io model package.
+def is_package(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a bioimage.io model package.
 
     A package is a zip file with ``rdf.yaml`` or ``bioimageio.yaml`` at its root (a
     PyTorch file is a zip file too, without them), or such a YAML file itself.
     """
-    if path.name in PACKAGE_YAML_NAMES or path.name.endswith(".bioimageio.yaml"):
-        return True
-    if not head.startswith(b"PK\x03\x04"):
-        return False
     import zipfile
 
+    path = Path(path)
+    if path.name in PACKAGE_YAML_NAMES or path.name.endswith(".bioimageio.yaml"):
+        return path.is_file()
     try:
         with zipfile.ZipFile(path) as archive:
             return any(name in PACKAGE_YAML_NAMES for name in archive.namelist())

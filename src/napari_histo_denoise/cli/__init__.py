@@ -21,6 +21,7 @@ COMMANDS = (
     "train",
     "evaluate",
     "ship_check",
+    "export_bmz",
     "before_after",
     "summary",
     "bench",
