@@ -21,13 +21,14 @@ package is imported or executed.
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
+import gc
 import io
 import os
 import tempfile
 import time
 import warnings
-from collections.abc import Callable, Generator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -207,11 +208,11 @@ def _export(model, meta, target, name, authors, formats, test_size, cancel):
             model_card(meta, test_size, scores), encoding="utf-8", newline="\n"
         )
         yield step()
-        descr = _description(folder, files, meta, name or _default_name(architecture), authors)
+        with _spec_calls():  # the description reads each file to record its SHA-256
+            descr = _description(folder, files, meta, name or _default_name(architecture), authors)
         yield step()
         with atomic_output(target) as partial:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", DeprecationWarning)  # pydantic, from the spec
+            with _spec_calls():
                 save_bioimageio_package(descr, output_path=partial)
             yield step()
     return target
@@ -558,7 +559,8 @@ def run_bmz_test(path: str | os.PathLike) -> tuple[bool, str]:
     _require("bioimageio.core", "test a bioimage.io package")
     from bioimageio.core import test_model
 
-    summary = test_model(Path(path))
+    with _spec_calls():
+        summary = test_model(Path(path))
     return summary.status == "passed", summary.format_md()
 
 
@@ -590,27 +592,45 @@ def read_package(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any
         If the package is not valid, is not of these architectures, or its weights do not
         match the description.
     """
-    from .checkpoint import METADATA_KEY, WeightsError, read_torch_state
+    from .checkpoint import WeightsError, detect_architecture, read_torch_state
 
     path = Path(path)
-    descr = describe_package(path)
-    entry = descr.weights.pytorch_state_dict
-    architecture = package_architecture(descr, path.name)
-    data = entry.get_reader().read()
-    if entry.sha256 is not None and hashlib.sha256(data).hexdigest() != str(entry.sha256):
+    with _spec_calls():
+        source, data, metadata = _package_contents(path)
+    state_dict, _ = read_torch_state(io.BytesIO(data), f"{path.name}:{source}")
+    found = detect_architecture(state_dict)
+    if found != metadata["architecture"]:
         raise WeightsError(
-            f"{path.name}: the weights {entry.source} do not match the SHA-256 in the package's "
-            "description (a damaged or altered package)"
+            f"{path.name} declares the {metadata['architecture']} model, but its weights "
+            f"{source} are {f'the {found} model' if found else 'of neither model'}'s"
         )
-    state_dict, _ = read_torch_state(io.BytesIO(data), f"{path.name}:{entry.source}")
-    config = descr.config.model_extra or {}
-    metadata = dict(config.get(METADATA_KEY) or {})
-    metadata.update(architecture=architecture, bioimageio_name=descr.name)
     return state_dict, metadata
 
 
-def describe_package(path: str | os.PathLike):
+def _package_contents(path: Path) -> tuple[str, bytes, dict[str, Any]]:
+    """The weights' name and bytes (checked against their SHA-256), and our metadata."""
+    from .checkpoint import METADATA_KEY, WeightsError
+
+    descr = _describe(path)
+    entry = descr.weights.pytorch_state_dict
+    architecture = package_architecture(descr, path.name)
+    metadata = dict((descr.config.model_extra or {}).get(METADATA_KEY) or {})
+    metadata.update(architecture=architecture, bioimageio_name=descr.name)
+    try:
+        data = entry.get_reader().read()  # the reader checks the SHA-256 the package states
+    except ValueError as exc:
+        raise WeightsError(
+            f"{path.name}: the weights {entry.source} do not match the SHA-256 in the "
+            f"package's description, a damaged or altered package ({exc})"
+        ) from None
+    return str(entry.source), data, metadata
+
+
+def _describe(path: Path):
     """Load and check a package's description (format 0.5), without network access.
+
+    Call it inside :func:`_spec_calls` and drop the description before that block ends:
+    it keeps the package's zip file open until it is collected.
 
     Returns
     -------
@@ -628,15 +648,10 @@ def describe_package(path: str | os.PathLike):
     from bioimageio.spec import InvalidDescr, load_description
     from bioimageio.spec.model import v0_5
 
-    path = Path(path)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # pydantic's and the spec's own notes
-        try:
-            descr = load_description(path, perform_io_checks=False, format_version="latest")
-        except Exception as exc:  # a corrupt zip or YAML: the spec's loader raises many kinds
-            raise WeightsError(
-                f"{path.name} is not a readable bioimage.io package ({exc})"
-            ) from None
+    try:
+        descr = load_description(path, perform_io_checks=False, format_version="latest")
+    except Exception as exc:  # a corrupt zip or YAML: the spec's loader raises many kinds
+        raise WeightsError(f"{path.name} is not a readable bioimage.io package ({exc})") from None
     if isinstance(descr, InvalidDescr):
         errors = descr.validation_summary.errors
         reason = f"{errors[0].loc}: {errors[0].msg}" if errors else ""
@@ -656,7 +671,8 @@ def package_model(path: str | os.PathLike) -> str:
     WeightsError
         As :func:`read_package`, for a package this plugin cannot run.
     """
-    return package_architecture(describe_package(path), Path(path).name)
+    with _spec_calls():
+        return package_architecture(_describe(Path(path)), Path(path).name)
 
 
 def package_architecture(descr: Any, name: str) -> str:
@@ -715,6 +731,30 @@ def _check_tensor(tensors: Sequence[Any], kind: str, name: str) -> None:
         )
 
 
+@contextlib.contextmanager
+def _spec_calls() -> Iterator[None]:
+    """Quiet the bioimage.io libraries' own warnings, and close the files they leave open.
+
+    Their readers leave files for the garbage collector to close (a ResourceWarning each);
+    collecting while those warnings are ignored closes them here, not at a random later time.
+    Do the work in a function called inside the block, so that its objects (a description
+    holds its package's zip file open) are gone when the block ends: a
+    :class:`~napari_histo_denoise.checkpoint.WeightsError` leaves without its traceback,
+    whose frames would keep them.
+    """
+    from .checkpoint import WeightsError
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            yield
+        except WeightsError as exc:
+            exc.__context__ = None  # a library error it replaced, with the same frames
+            raise exc.with_traceback(None) from None
+        finally:
+            gc.collect()
+
+
 def _require(module: str, what: str) -> None:
     import importlib.util
 
@@ -733,7 +773,6 @@ __all__ = [
     "MIN_TILE",
     "WEIGHT_FORMATS",
     "citations",
-    "describe_package",
     "export_bmz",
     "iter_export_bmz",
     "model_card",
