@@ -67,6 +67,7 @@ def unpacked(package, tmp_path_factory):
 
 def edited(unpacked, tmp_path, edit):
     """A copy of the package as a folder: ``edit(rdf)`` applied, the other files linked."""
+    tmp_path.mkdir(exist_ok=True)
     for item in unpacked.iterdir():
         if item.name != "rdf.yaml":
             (tmp_path / item.name).symlink_to(item)
@@ -220,3 +221,36 @@ def test_a_zip_that_is_no_package_is_read_as_what_it_is(tmp_path):
         load_model(other)
     with pytest.raises(ValueError, match=r"a bioimage\.io package"):
         hd.denoise(IHC[:64, :64], other)
+
+
+def test_the_widget_exports_trained_weights_and_follows_a_chosen_package(
+    make_napari_viewer, small_trained, unpacked, tmp_path, qtbot
+):
+    from napari_histo_denoise._napari.session import TrainedWeights
+
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget("napari-histo-denoise", "Histo Denoise")
+    train = widget.train
+    assert not train.export_button.isEnabled()  # nothing trained yet
+    train.last_trained = TrainedWeights(small_trained, "basic", "small")
+    run = train.export_bmz(tmp_path / "cancelled")
+    train.cancel()
+    qtbot.waitUntil(lambda: run.done, timeout=60_000)
+    assert run.status == "cancelled" and list(tmp_path.iterdir()) == []
+    run = train.export_bmz(tmp_path / "mine")  # the suffix becomes .zip
+    assert not train.export_button.isEnabled()  # while it runs
+    qtbot.waitUntil(lambda: run.done, timeout=180_000)
+    assert run.status == "finished", run.message
+    assert run.result == tmp_path / "mine.zip" and is_package(run.result)
+    assert train.export_button.isEnabled() and "mine.zip" in train.progress_row.status.text()
+
+    def deep(rdf):
+        rdf["weights"]["pytorch_state_dict"]["architecture"] = {
+            "callable": "DeepHistoAutoencoder",
+            "import_from": "napari_histo_denoise.models.deep",
+        }
+
+    widget.weights.set_path(edited(unpacked, tmp_path / "deep", deep))
+    assert widget.model_combo.currentText() == "deep"  # the Model follows the package
+    widget.weights.set_path(run.result)
+    assert widget.model_combo.currentText() == "basic"
