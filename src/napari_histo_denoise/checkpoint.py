@@ -13,7 +13,9 @@ dequantises at load, so callers always get a float32 state dict.
 Plain PyTorch files (``.pt``/``.pth``) holding a state dict with the seed's layer
 names, bare or wrapped under ``state_dict``/``model_state_dict``, are also read,
 always with ``torch.load(weights_only=True)``: a file whose pickle would create
-arbitrary Python objects is refused before any of them is built.
+arbitrary Python objects is refused before any of them is built. So are bioimage.io
+model packages of the two models (:mod:`napari_histo_denoise.bmz`): their state dict,
+the same way.
 """
 
 from __future__ import annotations
@@ -152,7 +154,8 @@ def load_model(
     ----------
     path : str or os.PathLike
         A safetensors file written by :func:`save_weights` (or any safetensors file
-        with the seed's layer names), or a PyTorch ``.pt``/``.pth`` state dict.
+        with the seed's layer names), a PyTorch ``.pt``/``.pth`` state dict, or a
+        bioimage.io model package (``.zip`` or ``rdf.yaml``) of the basic or deep model.
     device : str or torch.device
         Where to put the model: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
     architecture : {"basic", "deep"}, optional
@@ -191,7 +194,8 @@ def read_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict
     Parameters
     ----------
     path : str or os.PathLike
-        A safetensors file or a PyTorch ``.pt``/``.pth`` file (see :func:`load_model`).
+        A safetensors file, a PyTorch ``.pt``/``.pth`` file or a bioimage.io package (see
+        :func:`load_model`).
 
     Returns
     -------
@@ -199,12 +203,14 @@ def read_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict
         The tensors, on the CPU, with any ``module.``/``_orig_mod.`` prefix removed, int8
         tensors dequantised to float32.
     metadata : dict
-        Our JSON metadata, the scalar entries beside a wrapped state dict, or ``{}``.
+        Our JSON metadata (a package's: what its weights file held), the scalar entries
+        beside a wrapped state dict, or ``{}``.
 
     Raises
     ------
     WeightsError
-        If the file is unsafe, truncated or not a weights file.
+        If the file is unsafe, truncated or not a weights file, or a package this plugin
+        cannot run.
     """
     path = Path(path)
     if not path.is_file():
