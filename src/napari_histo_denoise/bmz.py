@@ -71,13 +71,8 @@ def export_bmz(
     weights: str | os.PathLike,
     path: str | os.PathLike,
     *,
-    name: str | None = None,
-    authors: Sequence[str] = ("napari-histo-denoise developers",),
-    formats: Sequence[str] = WEIGHT_FORMATS,
-    test_size: int = TEST_SIZE,
-    overwrite: bool = False,
     progress: Callable[[Progress], object] | None = None,
-    cancel: Any = None,
+    **options: Any,
 ) -> Path:
     """Write a bioimage.io model package (a ``.zip``) of trained weights.
 
@@ -88,6 +83,12 @@ def export_bmz(
     path : str or os.PathLike
         The package to write (``.zip``); written under a partial name and renamed when
         complete, so a failed or cancelled export leaves nothing behind.
+    progress : callable, optional
+        Called with a :class:`~napari_histo_denoise.events.Progress` (unit ``"steps"``)
+        after each step.
+    **options
+        Keyword arguments of :func:`iter_export_bmz`:
+
     name : str, optional
         The model's name in the package; default from the architecture.
     authors : sequence of str
@@ -99,9 +100,6 @@ def export_bmz(
         Side of the test input, a multiple of 16 of at least :data:`MIN_TILE`.
     overwrite : bool
         Replace an existing ``path``.
-    progress : callable, optional
-        Called with a :class:`~napari_histo_denoise.events.Progress` (unit ``"steps"``)
-        after each step.
     cancel : threading.Event or callable, optional
         Checked between steps; when set, the export stops with
         :class:`~napari_histo_denoise.events.Cancelled`.
@@ -120,19 +118,7 @@ def export_bmz(
     FileExistsError
         If ``path`` exists and ``overwrite`` is False.
     """
-    return drain(
-        iter_export_bmz(
-            weights,
-            path,
-            name=name,
-            authors=authors,
-            formats=formats,
-            test_size=test_size,
-            overwrite=overwrite,
-            cancel=cancel,
-        ),
-        progress,
-    )
+    return drain(iter_export_bmz(weights, path, **options), progress)
 
 
 def iter_export_bmz(
@@ -148,7 +134,8 @@ def iter_export_bmz(
 ) -> Generator[Progress, None, Path]:
     """:func:`export_bmz` as a generator of :class:`Progress`, returning the path.
 
-    Arguments are checked when this function is called, before the generator starts.
+    Takes the arguments of :func:`export_bmz` but ``progress``; they are checked when this
+    function is called, before the generator starts.
     """
     from .checkpoint import load_model
 
