@@ -26,14 +26,18 @@ IHC = immunohistochemistry()
 
 @pytest.fixture
 def offline(monkeypatch):
-    """Refuse every network connection for the test's duration."""
+    """Refuse every network connection for the test's duration, and fail if one was tried."""
+    tried = []
 
     def refuse(*args, **kwargs):
+        tried.append(args)
         raise OSError("network access in a test")
 
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket, "create_connection", refuse)
     monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    yield
+    assert not tried, f"the test tried to reach the network: {tried}"
 
 
 @pytest.fixture(scope="module")
