@@ -37,7 +37,7 @@ import numpy as np
 from . import __version__
 from .events import Cancelled, Progress, cancel_check, drain
 from .files import atomic_output, check_target
-from .settings import TILE_MULTIPLE
+from .settings import TILE_MULTIPLE, DenoiseSettings
 
 #: Where each architecture's class lives: what a package's ``pytorch_state_dict`` names.
 ARCHITECTURES = {
@@ -46,8 +46,8 @@ ARCHITECTURES = {
 }
 #: The weight formats a package can hold, in the order they are written.
 WEIGHT_FORMATS = ("pytorch_state_dict", "torchscript", "onnx")
-#: The engine's default overlap of neighbouring tiles (``DenoiseSettings.overlap``).
-ENGINE_OVERLAP = 32
+#: The engine's default overlap of neighbouring tiles.
+ENGINE_OVERLAP = DenoiseSettings.overlap
 #: Output pixels per side a crop-and-stitch consumer drops from each tile: half the
 #: engine's overlap, so that stitched tiles meet where the engine's blending windows cross.
 HALO = ENGINE_OVERLAP // 2
@@ -206,7 +206,7 @@ def _export(model, meta, target, name, authors, formats, test_size, cancel):
 
 
 def _weight_files(model, folder: Path, formats: Sequence[str]) -> dict[str, Path]:
-    """Write the model in each format; the traced formats from a 64 x 64 example."""
+    """Write the model in each format; the traced ones from an example of the smallest tile."""
     import torch
 
     files = {"pytorch_state_dict": folder / "weights.pt"}
@@ -284,7 +284,6 @@ def _description(folder: Path, files, meta, name, authors):
                 callable=callable_name, import_from=module
             ),
             pytorch_version=torch_version,
-            dependencies=None,
             comment=f"napari-histo-denoise {__version__}: pip install napari-histo-denoise",
         )
     }
