@@ -506,11 +506,20 @@ def model_card(
     from .datasets import licence_table
 
     sources = training_sources(meta)
+    known = {Path(s.name).name for s in sources}
+    named = [*(total or {}).get("train_images", ()), *meta.get("val_images", ())]
+    others = sorted({Path(n).name for n in named} - known)
     lines += ["", "## Data and licences", ""]
     if sources:
         lines += licence_table(sources)
-    else:
-        lines.append("The weights file names no images of napari-histo-denoise's data table.")
+    if others:
+        lines += [
+            *([""] if sources else []),
+            f"Also trained or validated on images outside napari-histo-denoise's data table "
+            f"(their licences are their owners'): {', '.join(others)}.",
+        ]
+    if not named:
+        lines.append("The weights file names no training images.")
     lines += [
         "",
         "## Use",
