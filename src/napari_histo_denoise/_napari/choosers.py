@@ -17,7 +17,10 @@ from .session import TrainedWeights, trained_weights
 if TYPE_CHECKING:
     import napari
 
-WEIGHTS_FILTER = "Weights (*.safetensors *.pt *.pth *.ckpt);;All files (*)"
+WEIGHTS_FILTER = (
+    "Weights (*.safetensors *.pt *.pth *.ckpt *.zip rdf.yaml bioimageio.yaml);;"
+    "bioimage.io packages (*.zip rdf.yaml bioimageio.yaml);;All files (*)"
+)
 
 
 def _follow_layers(viewer: napari.Viewer, refresh: Callable[..., Any]) -> None:

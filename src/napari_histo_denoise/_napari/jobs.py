@@ -195,3 +195,10 @@ def train_job(
         **dataclasses.asdict(settings),
     )
     return result, save_trained(result, model, settings.steps)
+
+
+def export_job(weights: Path, path: Path, cancel: threading.Event) -> Generator[Any, None, Path]:
+    """Write ``weights`` as a bioimage.io package at ``path`` (replacing it), cancellably."""
+    from ..bmz import iter_export_bmz
+
+    return (yield from iter_export_bmz(weights, path, overwrite=True, cancel=cancel))

@@ -65,6 +65,12 @@ class TrainSection(QGroupBox):
         self.train_button = QPushButton("Train")
         self.save_button = QPushButton("Save weights…")
         self.save_button.setEnabled(False)
+        self.export_button = QPushButton("Export to bioimage.io…")
+        self.export_button.setToolTip(
+            "Write the trained weights as a bioimage.io model package (.zip) for Fiji "
+            "(deepImageJ), ilastik, QuPath and other bioimage.io tools"
+        )
+        self.export_button.setEnabled(False)
         self.progress_row = ProgressRow("steps")
         self.plot = CurvePlot(napari_theme(viewer))
 
@@ -82,6 +88,7 @@ class TrainSection(QGroupBox):
         buttons = QHBoxLayout()
         buttons.addWidget(self.train_button)
         buttons.addWidget(self.save_button)
+        buttons.addWidget(self.export_button)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addLayout(buttons)
@@ -99,6 +106,7 @@ class TrainSection(QGroupBox):
             self.batch_spin,
             self.train_button,
             self.save_button,
+            self.export_button,
         )
         self.noise_combo.currentTextChanged.connect(
             lambda kind: self.level_edit.setEnabled(kind != "mix")
@@ -106,6 +114,7 @@ class TrainSection(QGroupBox):
         self.train_button.clicked.connect(self.run)
         self.progress_row.cancel_button.clicked.connect(self.cancel)
         self.save_button.clicked.connect(self._ask_save)
+        self.export_button.clicked.connect(self._ask_export)
         viewer.events.theme.connect(self._follow_theme)
 
     # ------------------------------------------------------------------ settings
@@ -231,7 +240,45 @@ class TrainSection(QGroupBox):
             shutil.copyfile(beside(source), beside(path))
         return path
 
+    def export_bmz(self, path: str | Path) -> BackgroundRun | None:
+        """Export the last run's weights as a bioimage.io package at ``path`` (``.zip``).
+
+        Runs in a worker thread with progress and cancel, like training; returns the run
+        (``.wait()`` gives the package's path). A cancelled or failed export writes nothing.
+        """
+        from napari.utils.notifications import show_error
+
+        from .jobs import export_job
+
+        if self.running:
+            show_error("A training run or an export is already in progress.")
+            return None
+        if self.last_trained is None:
+            show_error("Nothing to export yet: train a model first.")
+            return None
+        path = Path(path)
+        if path.suffix != ".zip":
+            path = path.with_suffix(".zip")
+        self._set_running(True)
+        self.progress_row.start(f"Exporting {self.last_trained.label} to {path.name}…")
+        self.current_run = BackgroundRun(
+            functools.partial(export_job, self.last_trained.path, path),
+            on_progress=self._on_export_progress,
+            on_result=lambda written: written,
+            on_done=self._on_export_done,
+            what="Export",
+        )
+        return self.current_run
+
     # ------------------------------------------------------------------ internals
+    def _on_export_progress(self, event: Any) -> None:
+        self.progress_row.update_progress(event.done, event.total, event.elapsed_s, "")
+
+    def _on_export_done(self, run: BackgroundRun) -> None:
+        self._set_running(False)
+        message = run.message or f"Exported a bioimage.io package: {run.result}"
+        self.progress_row.reset(message)
+
     def _on_progress(self, event: Any) -> None:
         extra = f"loss {event.loss:.4g}"
         if event.val_psnr is not None:
@@ -249,7 +296,6 @@ class TrainSection(QGroupBox):
 
     def _on_done(self, run: BackgroundRun) -> None:
         self._set_running(False)
-        self.save_button.setEnabled(self.last_trained is not None)
         if run.message:
             self.progress_row.reset(run.message)
         else:
@@ -265,6 +311,9 @@ class TrainSection(QGroupBox):
     def _set_running(self, running: bool) -> None:
         for widget in self._inputs:
             widget.setEnabled(not running)
+        trained = not running and self.last_trained is not None
+        self.save_button.setEnabled(trained)
+        self.export_button.setEnabled(trained)
         self.progress_row.cancel_button.setEnabled(running)
 
     def _ask_save(self) -> None:
@@ -273,6 +322,13 @@ class TrainSection(QGroupBox):
         )
         if path:
             self.save_weights(path)
+
+    def _ask_export(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Export to bioimage.io", "model.zip", "bioimage.io package (*.zip)"
+        )
+        if path:
+            self.export_bmz(path)
 
 
 def _spin(low: int, high: int, value: int, step: int = 1) -> QSpinBox:

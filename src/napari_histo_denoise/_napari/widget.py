@@ -197,6 +197,7 @@ class HistoDenoiseWidget(QWidget):
         self.layer_combo.changed.connect(self._show_noise)
         self._show_noise(self.layer_combo.value)
         self._restore()
+        self.weights.combo.currentIndexChanged.connect(self._follow_package)
         for signal in (
             self.model_combo.currentTextChanged,
             self.weights.combo.currentIndexChanged,
@@ -501,6 +502,25 @@ class HistoDenoiseWidget(QWidget):
                 self.tile_spin.value(),
                 None if batch == AUTO_BATCH else batch,
             )
+
+    def _follow_package(self, *_: Any) -> None:
+        """Set the model to a chosen bioimage.io package's architecture, or say why not."""
+        path = self.weights.path()
+        if path is None or path.suffix.lower() not in (".zip", ".yaml"):
+            return
+        from napari.utils.notifications import show_error
+
+        from ..bmz import package_model
+        from ..checkpoint import is_package
+
+        if not is_package(path):
+            return
+        try:
+            model = package_model(path)
+        except ValueError as exc:
+            show_error(f"Cannot use {path.name}: {exc}")
+            return
+        self.model_combo.setCurrentText(model)
 
     def _check_tiling(self) -> bool:
         """Show under the fields what the core would say of this tile and overlap."""

@@ -22,6 +22,7 @@ COMMANDS = (
     "train",
     "evaluate",
     "ship_check",
+    "export_bmz",
     "before_after",
     "summary",
     "bench",

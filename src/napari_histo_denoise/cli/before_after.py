@@ -12,11 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .demo import SAMPLE
-
-#: Top-left corner (y, x) of the default crop of the bundled slide: in its bottom half,
-#: epidermis (nuclei) beside dermis (collagen stroma).
-SAMPLE_CROP_AT = (2500, 1330)
+from ..samples import SAMPLE, SAMPLE_CROP_AT
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -55,35 +51,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Cut, add noise, denoise, write the picture and print the PSNRs."""
-    import numpy as np
-
     from ..checkpoint import file_sha256
     from ..engine import denoise
     from ..figures import image_grid, write_image
-    from ..io import read_image
     from ..metrics import psnr
-    from ..noise import add_gaussian_noise
-    from ..patches import to_float_rgb
     from ..pretrained import bundled_weights
+    from ..samples import noisy_crop
 
     weights = args.weights or bundled_weights(args.model)
     image = args.image or SAMPLE
-    levels, _ = read_image(image)
-    level0 = levels[0] if isinstance(levels, list) else levels
-    height, width = int(level0.shape[0]), int(level0.shape[1])
     size = args.crop
-    if args.at is not None:
-        y, x = args.at
-    elif args.image is None:
-        y, x = SAMPLE_CROP_AT
-    else:
-        y, x = (height - size) // 2, (width - size) // 2
-    if size < 16 or y < 0 or x < 0 or y + size > height or x + size > width:
-        raise ValueError(
-            f"a {size} px crop at y {y}, x {x} does not fit the {width} x {height} image"
-        )
-    clean = to_float_rgb(np.asarray(level0[y : y + size, x : x + size]), name=image.name)
-    noisy = add_gaussian_noise(clean, args.sigma, seed=args.seed).astype(np.float32)
+    clean, noisy, (y, x) = noisy_crop(size, args.sigma, args.seed, args.image, args.at)
     denoised = denoise(
         noisy, args.model, weights, tile_size=args.tile_size, device=args.device
     ).compute()

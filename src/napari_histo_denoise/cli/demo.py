@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-SAMPLE = Path(__file__).resolve().parents[1] / "data" / "cmu1_small_region.svs"
+from ..samples import SAMPLE
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

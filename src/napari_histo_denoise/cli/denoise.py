@@ -23,11 +23,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("input", type=Path, help="image to denoise")
     parser.add_argument("-o", "--output", type=Path, required=True, help="where to write")
-    parser.add_argument("--model", choices=MODEL_NAMES, default="basic", help="architecture")
+    parser.add_argument(
+        "--model",
+        choices=MODEL_NAMES,
+        help="architecture (default: a bioimage.io package's own, else basic)",
+    )
     parser.add_argument(
         "--weights",
         type=Path,
-        help="trained weights file (default: the weights bundled for --model, where there are)",
+        help="trained weights: a .safetensors/.pt file or a bioimage.io package (.zip) "
+        "(default: the weights bundled for --model, where there are)",
     )
     parser.add_argument(
         "--tile-size", type=int, default=256, metavar="PX", help="tile side, a multiple of 16"
@@ -95,6 +100,7 @@ def _with_header(header: str):
 
 def run(args: argparse.Namespace) -> int:
     """Denoise the input into the output; the core chooses the writer by the output's suffix."""
+    from ..checkpoint import is_package
     from ..devices import resolve_backend, resolve_device, resolve_precision, uses_channels_last
     from ..pipeline import denoise_into, destination_kind
 
@@ -107,11 +113,14 @@ def run(args: argparse.Namespace) -> int:
         layout = ", channels_last" if uses_channels_last(device, precision, backend) else ""
         how = f"{precision}, {backend}{layout}"
         progress = _with_header(f"denoising on {device} in {how}")
+    model, weights = args.model or "basic", args.weights
+    if args.model is None and weights is not None and is_package(weights):
+        model, weights = weights, None  # the package names its architecture
     written = denoise_into(
         args.input,
         args.output,
-        model=args.model,
-        weights=args.weights,
+        model=model,
+        weights=weights,
         tile_size=args.tile_size,
         overlap=args.overlap,
         batch_size=args.batch_size,
