@@ -96,3 +96,14 @@ def test_a_shape_compiles_once_and_a_cancel_stops_a_running_pass():
     assert stop.is_set()
     torch.testing.assert_close(prepared.forward(batch), first)  # still usable afterwards
     assert prepared.forward(big[:1]).shape == (1, 3, 512, 512)  # the cancelled shape too
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
+def test_records_say_the_precision_openvino_really_runs(precision):
+    asked = devices.resolve_run("cpu", precision, "openvino")
+    runner = OpenVinoModel(SmallNet().eval(), precision)
+    runner(np.zeros((1, 3, 32, 32), np.float32))
+    (request,) = runner._requests.values()
+    ran = request.get_compiled_model().get_property("INFERENCE_PRECISION_HINT").get_type_name()
+    names = {"f32": "fp32", "bf16": "bf16", "f16": "fp16"}
+    assert asked == {"device": "cpu", "precision": names[ran], "backend": "openvino"}

@@ -117,6 +117,25 @@ def resolve_precision(precision: str, device: torch.device | str) -> str:
 
 
 @functools.cache
+def resolve_run(
+    device: torch.device | str, precision: str, backend: str, *, own_model: bool = True
+) -> dict[str, str]:
+    """Where and how a model runs, as records say it: ``device``, ``precision``, ``backend``.
+
+    Each is resolved as the engine resolves it (``"auto"`` says what it meant here). With
+    OpenVINO the precision is the one its CPU plugin really runs, which may differ from the
+    one asked for (fp16 on a CPU without FP16).
+    """
+    device = resolve_device(device)
+    precision = resolve_precision(precision, device)
+    backend = resolve_backend(backend, device, own_model=own_model)
+    if backend == "openvino":
+        from .engine.openvino_model import precision_run
+
+        precision = precision_run(precision)
+    return {"device": str(device), "precision": precision, "backend": backend}
+
+
 def openvino_installed() -> bool:
     """Whether the optional OpenVINO runtime imports (``pip install ...[openvino]``).
 
@@ -165,7 +184,7 @@ def resolve_backend(backend: str, device: torch.device | str, *, own_model: bool
     return backend
 
 
-def uses_channels_last(device: torch.device, precision: str, backend: str = "torch") -> bool:
+def uses_channels_last(device: torch.device | str, precision: str, backend: str = "torch") -> bool:
     """Whether the model runs in channels_last.
 
     In torch: on CUDA, and on the CPU in bf16 (oneDNN's fast path). Never with OpenVINO,
@@ -173,6 +192,7 @@ def uses_channels_last(device: torch.device, precision: str, backend: str = "tor
     """
     if backend != "torch":
         return False
+    device = torch.device(device)
     return device.type == "cuda" or (device.type == "cpu" and precision == "bf16")
 
 

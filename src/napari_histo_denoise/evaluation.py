@@ -263,10 +263,10 @@ def evaluate(
             done += 1
             if progress is not None:
                 progress(done, total)
-    from .devices import resolve_backend, resolve_device, resolve_precision
+    from .devices import resolve_run
     from .models import is_package_model
 
-    resolved = resolve_device(device)
+    ran = resolve_run(device, precision, backend, own_model=is_package_model(model))
     settings = {
         "model": label if model is not None else None,
         "weights": _weights_record(weights_or_model),
@@ -276,9 +276,7 @@ def evaluate(
         "seed": seed,
         "tile_size": tile_size,
         "overlap": overlap,
-        "device": str(resolved),
-        "precision": resolve_precision(precision, resolved),  # what "auto" meant here
-        "backend": resolve_backend(backend, resolved, own_model=is_package_model(model)),
+        **ran,  # what "auto" meant here
         "noise": NOISE_KINDS[noise],
     }
     return EvaluationReport(rows, methods, settings, images)

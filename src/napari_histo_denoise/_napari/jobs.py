@@ -123,16 +123,15 @@ def view_job(
 
 def _resolved(settings: Any) -> dict[str, str]:
     """The device, precision and backend ``settings`` run with here."""
-    from ..devices import resolve_backend, resolve_device, resolve_precision
+    from ..devices import resolve_run
     from ..models import is_package_model
 
-    device = resolve_device(settings.device)
-    own_model = is_package_model(settings.model)
-    return {
-        "device": str(device),
-        "precision": resolve_precision(settings.precision, device),
-        "backend": resolve_backend(settings.backend, device, own_model=own_model),
-    }
+    return resolve_run(
+        settings.device,
+        settings.precision,
+        settings.backend,
+        own_model=is_package_model(settings.model),
+    )
 
 
 def _read_back(path: Path) -> Any:

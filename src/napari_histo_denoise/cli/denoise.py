@@ -101,18 +101,16 @@ def _with_header(header: str):
 def run(args: argparse.Namespace) -> int:
     """Denoise the input into the output; the core chooses the writer by the output's suffix."""
     from ..checkpoint import is_package
-    from ..devices import resolve_backend, resolve_device, resolve_precision, uses_channels_last
+    from ..devices import resolve_run, uses_channels_last
     from ..pipeline import denoise_into, destination_kind
 
     destination_kind(args.output)  # an unsupported suffix fails before anything is read
     progress = None
     if not args.quiet:
-        device = resolve_device(args.device)
-        precision = resolve_precision(args.precision, device)
-        backend = resolve_backend(args.backend, device)
+        ran = resolve_run(args.device, args.precision, args.backend)
+        device, precision, backend = ran["device"], ran["precision"], ran["backend"]
         layout = ", channels_last" if uses_channels_last(device, precision, backend) else ""
-        how = f"{precision}, {backend}{layout}"
-        progress = _with_header(f"denoising on {device} in {how}")
+        progress = _with_header(f"denoising on {device} in {precision}, {backend}{layout}")
     model, weights = args.model or "basic", args.weights
     if args.model is None and weights is not None and is_package(weights):
         model, weights = weights, None  # the package names its architecture

@@ -9,6 +9,7 @@ measured), so the short last batch of a band reuses it.
 
 from __future__ import annotations
 
+import functools
 import threading
 import warnings
 from collections import OrderedDict
@@ -20,6 +21,7 @@ from torch import nn
 
 #: OpenVINO's inference precision hint for each precision name.
 PRECISION_HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
+_PRECISION_NAMES = {hint: name for name, hint in PRECISION_HINTS.items()}
 #: How long to wait on a running inference before checking for a cancel (milliseconds).
 CANCEL_POLL_MS = 50
 #: Tile shapes kept compiled (each holds a copy of the weights).
@@ -74,6 +76,22 @@ class OpenVinoModel:
                 self._requests.popitem(last=False)
         self._requests.move_to_end(tile)
         return request
+
+
+@functools.cache
+def precision_run(precision: str) -> str:
+    """The precision OpenVINO's CPU plugin really runs when asked for ``precision`` here.
+
+    The plugin takes the hint as a wish and runs what the CPU has instead (fp16 runs as bf16
+    on a CPU with AVX512-BF16 and no FP16, as fp32 on one with neither), so records ask it:
+    a one-layer model is compiled with the hint and the plugin's choice read back.
+    """
+    import openvino as ov
+
+    graph = ov.convert_model(nn.Conv2d(3, 3, 1).eval(), example_input=torch.zeros(1, 3, 8, 8))
+    hint = {"INFERENCE_PRECISION_HINT": PRECISION_HINTS[precision]}
+    compiled = ov.Core().compile_model(graph, "CPU", hint)
+    return _PRECISION_NAMES[compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()]
 
 
 def _settle(request) -> None:
