@@ -8,7 +8,9 @@ tests that read or test a package run with sockets refused.
 
 from __future__ import annotations
 
+import gc
 import socket
+import warnings
 import zipfile
 
 import numpy as np
@@ -201,6 +203,26 @@ def test_a_package_this_plugin_cannot_run_is_refused_clearly(
         read_package(rdf)
     with pytest.raises(WeightsError, match=message):  # every face reads weights this way
         hd.denoise(IHC[:64, :64], "basic", rdf)
+
+
+def zipped(rdf, target):
+    """The package folder of ``rdf`` (from :func:`edited`) as a ``.zip``."""
+    with zipfile.ZipFile(target, "w") as archive:
+        for item in rdf.parent.iterdir():
+            archive.write(item, item.name)
+    return target
+
+
+def test_a_refused_zip_package_is_closed_before_the_error_leaves(unpacked, tmp_path, offline):
+    rdf = edited(unpacked, tmp_path / "folder", _another_architecture)
+    package = zipped(rdf, tmp_path / "theirs.zip")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        for read in (read_package, package_model):
+            with pytest.raises(WeightsError, match="another architecture"):
+                read(package)
+        gc.collect()
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)]
 
 
 def test_a_package_of_the_other_architecture_names_it(unpacked, tmp_path, offline):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .spec_calls import require, spec_calls
+from .spec_calls import require, spec_call
 
 
 def run_bmz_test(path: str | os.PathLike) -> tuple[bool, str]:
@@ -24,8 +24,7 @@ def run_bmz_test(path: str | os.PathLike) -> tuple[bool, str]:
     require("bioimageio.core", "test a bioimage.io package")
     from bioimageio.core import test_model
 
-    with spec_calls():
-        summary = test_model(Path(path))
+    summary = spec_call(test_model, Path(path))
     return summary.status == "passed", summary.format_md()
 
 

@@ -26,7 +26,7 @@ from ..settings import TILE_MULTIPLE
 from .card import model_card
 from .contract import MIN_TILE, ONNX_OPSET, TEST_SEED, TEST_SIGMA, TEST_SIZE, default_name
 from .description import package_description
-from .spec_calls import require, spec_calls
+from .spec_calls import require, spec_call
 
 #: The weight formats a package can hold, in the order they are written.
 WEIGHT_FORMATS = ("pytorch_state_dict", "torchscript", "onnx")
@@ -162,14 +162,12 @@ def _export(model, meta, target, name, authors, formats, test_size, cancel):
             model_card(meta, test_size, scores), encoding="utf-8", newline="\n"
         )
         yield step()
-        with spec_calls():  # the description reads each file to record its SHA-256
-            descr = package_description(
-                folder, files, meta, name or default_name(architecture), authors
-            )
+        descr = spec_call(  # the description reads each file to record its SHA-256
+            package_description, folder, files, meta, name or default_name(architecture), authors
+        )
         yield step()
         with atomic_output(target) as partial:
-            with spec_calls():
-                save_bioimageio_package(descr, output_path=partial)
+            spec_call(save_bioimageio_package, descr, output_path=partial)
             yield step()
     return target
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .contract import ARCHITECTURES
-from .spec_calls import require, spec_calls
+from .spec_calls import require, spec_call
 
 #: Preprocessing and postprocessing steps the engine honours (it feeds float32 in [0, 1]).
 NEUTRAL_STEPS = ("ensure_dtype", "clip")
@@ -53,8 +53,7 @@ def read_package(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any
     from ..checkpoint import WeightsError, detect_architecture, read_torch_state
 
     path = Path(path)
-    with spec_calls():
-        source, data, metadata = _package_contents(path)
+    source, data, metadata = spec_call(_package_contents, path)
     state_dict, _ = read_torch_state(io.BytesIO(data), f"{path.name}:{source}")
     found = detect_architecture(state_dict)
     if found != metadata["architecture"]:
@@ -87,8 +86,8 @@ def _package_contents(path: Path) -> tuple[str, bytes, dict[str, Any]]:
 def _describe(path: Path):
     """Load and check a package's description (format 0.5), without network access.
 
-    Call it inside :func:`~.spec_calls.spec_calls` and drop the description before that
-    block ends: it keeps the package's zip file open until it is collected.
+    Call it in a function run by :func:`~.spec_calls.spec_call`, which drops the
+    description when it returns: it keeps the package's zip file open until it is collected.
 
     Returns
     -------
@@ -129,8 +128,11 @@ def package_model(path: str | os.PathLike) -> str:
     WeightsError
         As :func:`read_package`, for a package this plugin cannot run.
     """
-    with spec_calls():
-        return package_architecture(_describe(Path(path)), Path(path).name)
+    return spec_call(_described_architecture, Path(path))
+
+
+def _described_architecture(path: Path) -> str:
+    return package_architecture(_describe(path), path.name)
 
 
 def package_architecture(descr: Any, name: str) -> str:

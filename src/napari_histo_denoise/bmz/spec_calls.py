@@ -7,11 +7,13 @@ its functions, after :func:`require`.
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import importlib.util
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 #: Extra install hint for messages.
 EXTRA_HINT = 'pip install "napari-histo-denoise[bioimageio]"'
@@ -41,28 +43,42 @@ def require(module: str, what: str) -> None:
         raise WeightsError(f"to {what}, install {module}: {EXTRA_HINT}")
 
 
-@contextlib.contextmanager
-def spec_calls() -> Iterator[None]:
-    """Quiet the bioimage.io libraries' own warnings, and close the files they leave open.
+def spec_call(work: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Call ``work(*args, **kwargs)`` with the bioimage.io libraries quiet, and close their files.
 
     Their readers leave files for the garbage collector to close (a ResourceWarning each);
     collecting while those warnings are ignored closes them here, not at a random later time.
-    Do the work in a function called inside the block, so that its objects (a description
-    holds its package's zip file open) are gone when the block ends: a
+    ``work`` should hold what it opens (a description holds its package's zip file open) in
+    its own frames, so that it is gone when ``work`` returns. A
     :class:`~napari_histo_denoise.checkpoint.WeightsError` leaves without its traceback,
-    whose frames would keep them.
+    whose frames would keep those objects, and only after they are collected: a ``with``
+    block cannot do this, as the exception it passes on keeps its traceback until the block
+    has ended.
+
+    Parameters
+    ----------
+    work : callable
+        What calls the libraries.
+    *args, **kwargs
+        Its arguments.
+
+    Returns
+    -------
+    object
+        What ``work`` returns.
     """
     from ..checkpoint import WeightsError
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            yield
+            return work(*args, **kwargs)
         except WeightsError as exc:
-            exc.__context__ = None  # a library error it replaced, with the same frames
-            raise exc.with_traceback(None) from None
+            failure = exc.with_traceback(None)
+            failure.__context__ = None  # a library error it replaced, with the same frames
         finally:
-            gc.collect()
+            gc.collect()  # after the except clause, which drops the traceback
+    raise failure from None
 
 
-__all__ = ["EXTRA_HINT", "require", "spec_calls"]
+__all__ = ["EXTRA_HINT", "require", "spec_call"]
