@@ -184,6 +184,10 @@ def _altered_weights(rdf):
     rdf["weights"]["pytorch_state_dict"]["sha256"] = "0" * 64
 
 
+def _missing_weights(rdf):
+    rdf["weights"]["pytorch_state_dict"]["source"] = "absent.pt"
+
+
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
@@ -192,6 +196,7 @@ def _altered_weights(rdf):
         (_torchscript_only, "holds no pytorch_state_dict weights"),
         (_not_a_model, "not a valid bioimage.io model package"),
         (_altered_weights, "do not match the SHA-256"),
+        (_missing_weights, r"absent\.pt cannot be read"),
     ],
 )
 def test_a_package_this_plugin_cannot_run_is_refused_clearly(
@@ -223,6 +228,16 @@ def test_a_refused_zip_package_is_closed_before_the_error_leaves(unpacked, tmp_p
                 read(package)
         gc.collect()
     assert not [w for w in caught if issubclass(w.category, ResourceWarning)]
+
+
+def test_a_zip_package_without_its_weights_is_refused_clearly(package, tmp_path, offline):
+    damaged = tmp_path / "damaged.zip"
+    with zipfile.ZipFile(package) as source, zipfile.ZipFile(damaged, "w") as archive:
+        for name in source.namelist():
+            if name != "weights.pt":
+                archive.writestr(name, source.read(name))
+    with pytest.raises(WeightsError, match=r"weights\.pt cannot be read"):
+        read_package(damaged)
 
 
 def test_a_package_of_the_other_architecture_names_it(unpacked, tmp_path, offline):

@@ -80,6 +80,14 @@ def _package_contents(path: Path) -> tuple[str, bytes, dict[str, Any]]:
             f"{path.name}: the weights {entry.source} do not match the SHA-256 in the "
             f"package's description, a damaged or altered package ({exc})"
         ) from None
+    except (OSError, TypeError) as exc:
+        # A missing file: FileNotFoundError, but from a zip bioimageio.spec 0.5.12 fails to
+        # name the missing member and raises a TypeError instead.
+        missing = isinstance(exc, FileNotFoundError | TypeError)
+        raise WeightsError(
+            f"{path.name}: the weights {entry.source} cannot be read, a damaged or incomplete "
+            f"package ({'not in the package' if missing else exc})"
+        ) from None
     return str(entry.source), data, metadata
 
 
