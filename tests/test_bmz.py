@@ -146,6 +146,23 @@ def test_the_cli_exports_and_denoises_with_a_package(small_trained, package, tmp
     assert iio.imread(tmp_path / "out.png").shape == (96, 96, 3)
 
 
+def test_a_plain_state_dict_exports_with_its_parameter_count(small_trained, tmp_path):
+    import torch
+
+    model, _ = load_model(small_trained)
+    torch.save(model.state_dict(), tmp_path / "plain.pt")  # no metadata
+    path = hd.export_bmz(
+        tmp_path / "plain.pt", tmp_path / "plain.zip", formats=["pytorch_state_dict"],
+        test_size=MIN_TILE,
+    )  # fmt: skip
+    with zipfile.ZipFile(path) as archive:
+        card = archive.read("README.md").decode()
+        rdf = yaml.safe_load(archive.read("rdf.yaml"))
+    count = sum(p.numel() for p in model.parameters())
+    assert f"({count:,} parameters)" in card
+    assert rdf["config"]["bioimageio"]["model_parameter_count"] == count
+
+
 def test_a_cancelled_export_leaves_nothing(small_trained, tmp_path):
     target = tmp_path / "cancelled.zip"
     with pytest.raises(hd.Cancelled):

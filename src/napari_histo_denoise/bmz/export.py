@@ -123,6 +123,8 @@ def iter_export_bmz(
         raise FileNotFoundError(f"folder {str(target.parent)!r} does not exist")
     require("bioimageio.spec", "export a bioimage.io package")
     model, meta = load_model(weights, "cpu")
+    # A plain state dict's metadata has no count: the card would say "0 parameters".
+    meta["parameters"] = sum(p.numel() for p in model.parameters())
     return _export(model, meta, target, name, authors, formats, test_size, cancel)
 
 
