@@ -19,7 +19,7 @@ import yaml
 from skimage.data import immunohistochemistry
 
 import napari_histo_denoise as hd
-from napari_histo_denoise.bmz import HALO, MIN_TILE, package_model, read_package
+from napari_histo_denoise.bmz import HALO, MIN_TILE, model_card, package_model, read_package
 from napari_histo_denoise.checkpoint import WeightsError, is_package, load_model
 from napari_histo_denoise.cli import main
 
@@ -161,6 +161,12 @@ def test_a_plain_state_dict_exports_with_its_parameter_count(small_trained, tmp_
     count = sum(p.numel() for p in model.parameters())
     assert f"({count:,} parameters)" in card
     assert rdf["config"]["bioimageio"]["model_parameter_count"] == count
+
+
+def test_the_card_does_not_give_the_source_files_storage_as_the_packages():
+    card = model_card({"architecture": "basic", "parameters": 1, "storage_dtype": "int8"}, 80)
+    assert "- exported from weights stored as: int8" in card  # the package's are float32
+    assert "- weights stored as" not in card
 
 
 def test_a_cancelled_export_leaves_nothing(small_trained, tmp_path):

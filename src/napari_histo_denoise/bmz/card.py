@@ -118,7 +118,7 @@ def model_card(
         ("mode", "mode"),
         ("noise", "noise"),
         ("patch_size", "patch size"),
-        ("storage_dtype", "weights stored as"),
+        ("storage_dtype", "exported from weights stored as"),  # the package's: float32
     ):
         if meta.get(key) is not None:
             lines.append(f"- {label}: {meta[key]}")
