@@ -181,6 +181,8 @@ def test_bad_export_arguments_are_refused_before_any_work(small_trained, tmp_pat
         hd.export_bmz(small_trained, tmp_path / "m.zip", formats=["torchscript"])
     with pytest.raises(ValueError, match="multiple of 16"):
         hd.export_bmz(small_trained, tmp_path / "m.zip", test_size=100)
+    with pytest.raises(ValueError, match="test_size 480 is too large for the bundled slide"):
+        hd.iter_export_bmz(small_trained, tmp_path / "m.zip", test_size=480)  # on the call
     with pytest.raises(WeightsError, match="not a weights file"):
         hd.export_bmz(__file__, tmp_path / "m.zip")
 

@@ -64,7 +64,8 @@ def export_bmz(
         Weight formats to include, from :data:`WEIGHT_FORMATS`; ``pytorch_state_dict``
         always (the others are converted from it).
     test_size : int
-        Side of the test input, a multiple of 16 of at least :data:`MIN_TILE`.
+        Side of the test input, a multiple of 16 of at least :data:`MIN_TILE`, small enough
+        for a crop of the bundled slide (at most 464).
     overwrite : bool
         Replace an existing ``path``.
     cancel : threading.Event or callable, optional
@@ -81,7 +82,7 @@ def export_bmz(
     WeightsError
         If ``weights`` is not a weights file of the two models.
     ValueError
-        For an unknown weight format or a bad test size.
+        For an unknown weight format or a bad test size (before any work).
     FileExistsError
         If ``path`` exists and ``overwrite`` is False.
     """
@@ -121,14 +122,15 @@ def iter_export_bmz(
     check_target(target, overwrite)
     if not target.parent.is_dir():
         raise FileNotFoundError(f"folder {str(target.parent)!r} does not exist")
+    crop = _test_crop(test_size)
     require("bioimageio.spec", "export a bioimage.io package")
     model, meta = load_model(weights, "cpu")
     # A plain state dict's metadata has no count: the card would say "0 parameters".
     meta["parameters"] = sum(p.numel() for p in model.parameters())
-    return _export(model, meta, target, name, authors, formats, test_size, cancel)
+    return _export(model, meta, target, name, authors, formats, crop, cancel)
 
 
-def _export(model, meta, target, name, authors, formats, test_size, cancel):
+def _export(model, meta, target, name, authors, formats, crop, cancel):
     from bioimageio.spec import save_bioimageio_package
 
     from ..figures import image_grid, write_image
@@ -150,7 +152,8 @@ def _export(model, meta, target, name, authors, formats, test_size, cancel):
         folder = Path(tmp)
         files = _weight_files(model, folder, formats)
         yield step()
-        noisy, denoised, clean = _test_tensors(model, test_size)
+        clean, noisy = crop
+        denoised = _test_output(model, noisy)
         scores = (psnr(clean, noisy), psnr(clean, denoised))
         yield step()
         for stem, image in (("input", noisy), ("output", denoised)):
@@ -161,7 +164,7 @@ def _export(model, meta, target, name, authors, formats, test_size, cancel):
             folder / "cover.jpg", image_grid([[noisy, denoised, clean]], column_labels=labels)
         )
         (folder / "README.md").write_text(
-            model_card(meta, test_size, scores), encoding="utf-8", newline="\n"
+            model_card(meta, noisy.shape[0], scores), encoding="utf-8", newline="\n"
         )
         yield step()
         descr = spec_call(  # the description reads each file to record its SHA-256
@@ -205,26 +208,40 @@ def _weight_files(model, folder: Path, formats: Sequence[str]) -> dict[str, Path
     return files
 
 
-def _test_tensors(model, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A noisy crop of the bundled slide, the engine's output for it, and the clean crop.
+def _test_crop(size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The clean and noisy crop of the bundled slide that make the test input.
+
+    Raises
+    ------
+    ValueError
+        If a crop of ``size`` does not fit the slide.
+    """
+    from ..samples import noisy_crop
+
+    try:
+        clean, noisy, _ = noisy_crop(size, TEST_SIGMA, TEST_SEED)
+    except ValueError as exc:
+        raise ValueError(f"test_size {size} is too large for the bundled slide: {exc}") from None
+    return clean, noisy
+
+
+def _test_output(model, noisy: np.ndarray) -> np.ndarray:
+    """The engine's output for the test input.
 
     The engine runs it as one tile (fp32, torch), which is what a consumer of the package
     computes from the whole test input.
     """
     from ..engine import denoise
-    from ..samples import noisy_crop
 
-    clean, noisy, _ = noisy_crop(size, TEST_SIGMA, TEST_SEED)
-    denoised = denoise(
+    return denoise(
         noisy,
         model,
-        tile_size=size,
+        tile_size=noisy.shape[0],
         overlap=0,
         device="cpu",
         precision="fp32",
         backend="torch",
     ).compute()
-    return noisy, denoised, clean
 
 
 def _write_tensor(path: Path, image: np.ndarray) -> None:
