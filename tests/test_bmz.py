@@ -8,7 +8,9 @@ tests that read or test a package run with sockets refused.
 
 from __future__ import annotations
 
+import gc
 import socket
+import warnings
 import zipfile
 
 import numpy as np
@@ -17,7 +19,7 @@ import yaml
 from skimage.data import immunohistochemistry
 
 import napari_histo_denoise as hd
-from napari_histo_denoise.bmz import HALO, MIN_TILE, package_model, read_package
+from napari_histo_denoise.bmz import HALO, MIN_TILE, model_card, package_model, read_package
 from napari_histo_denoise.checkpoint import WeightsError, is_package, load_model
 from napari_histo_denoise.cli import main
 
@@ -144,6 +146,29 @@ def test_the_cli_exports_and_denoises_with_a_package(small_trained, package, tmp
     assert iio.imread(tmp_path / "out.png").shape == (96, 96, 3)
 
 
+def test_a_plain_state_dict_exports_with_its_parameter_count(small_trained, tmp_path):
+    import torch
+
+    model, _ = load_model(small_trained)
+    torch.save(model.state_dict(), tmp_path / "plain.pt")  # no metadata
+    path = hd.export_bmz(
+        tmp_path / "plain.pt", tmp_path / "plain.zip", formats=["pytorch_state_dict"],
+        test_size=MIN_TILE,
+    )  # fmt: skip
+    with zipfile.ZipFile(path) as archive:
+        card = archive.read("README.md").decode()
+        rdf = yaml.safe_load(archive.read("rdf.yaml"))
+    count = sum(p.numel() for p in model.parameters())
+    assert f"({count:,} parameters)" in card
+    assert rdf["config"]["bioimageio"]["model_parameter_count"] == count
+
+
+def test_the_card_does_not_give_the_source_files_storage_as_the_packages():
+    card = model_card({"architecture": "basic", "parameters": 1, "storage_dtype": "int8"}, 80)
+    assert "- exported from weights stored as: int8" in card  # the package's are float32
+    assert "- weights stored as" not in card
+
+
 def test_a_cancelled_export_leaves_nothing(small_trained, tmp_path):
     target = tmp_path / "cancelled.zip"
     with pytest.raises(hd.Cancelled):
@@ -156,6 +181,8 @@ def test_bad_export_arguments_are_refused_before_any_work(small_trained, tmp_pat
         hd.export_bmz(small_trained, tmp_path / "m.zip", formats=["torchscript"])
     with pytest.raises(ValueError, match="multiple of 16"):
         hd.export_bmz(small_trained, tmp_path / "m.zip", test_size=100)
+    with pytest.raises(ValueError, match="test_size 480 is too large for the bundled slide"):
+        hd.iter_export_bmz(small_trained, tmp_path / "m.zip", test_size=480)  # on the call
     with pytest.raises(WeightsError, match="not a weights file"):
         hd.export_bmz(__file__, tmp_path / "m.zip")
 
@@ -182,6 +209,10 @@ def _altered_weights(rdf):
     rdf["weights"]["pytorch_state_dict"]["sha256"] = "0" * 64
 
 
+def _missing_weights(rdf):
+    rdf["weights"]["pytorch_state_dict"]["source"] = "absent.pt"
+
+
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
@@ -190,6 +221,7 @@ def _altered_weights(rdf):
         (_torchscript_only, "holds no pytorch_state_dict weights"),
         (_not_a_model, "not a valid bioimage.io model package"),
         (_altered_weights, "do not match the SHA-256"),
+        (_missing_weights, r"absent\.pt cannot be read"),
     ],
 )
 def test_a_package_this_plugin_cannot_run_is_refused_clearly(
@@ -201,6 +233,36 @@ def test_a_package_this_plugin_cannot_run_is_refused_clearly(
         read_package(rdf)
     with pytest.raises(WeightsError, match=message):  # every face reads weights this way
         hd.denoise(IHC[:64, :64], "basic", rdf)
+
+
+def zipped(rdf, target):
+    """The package folder of ``rdf`` (from :func:`edited`) as a ``.zip``."""
+    with zipfile.ZipFile(target, "w") as archive:
+        for item in rdf.parent.iterdir():
+            archive.write(item, item.name)
+    return target
+
+
+def test_a_refused_zip_package_is_closed_before_the_error_leaves(unpacked, tmp_path, offline):
+    rdf = edited(unpacked, tmp_path / "folder", _another_architecture)
+    package = zipped(rdf, tmp_path / "theirs.zip")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        for read in (read_package, package_model):
+            with pytest.raises(WeightsError, match="another architecture"):
+                read(package)
+        gc.collect()
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)]
+
+
+def test_a_zip_package_without_its_weights_is_refused_clearly(package, tmp_path, offline):
+    damaged = tmp_path / "damaged.zip"
+    with zipfile.ZipFile(package) as source, zipfile.ZipFile(damaged, "w") as archive:
+        for name in source.namelist():
+            if name != "weights.pt":
+                archive.writestr(name, source.read(name))
+    with pytest.raises(WeightsError, match=r"weights\.pt cannot be read"):
+        read_package(damaged)
 
 
 def test_a_package_of_the_other_architecture_names_it(unpacked, tmp_path, offline):
