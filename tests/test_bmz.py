@@ -213,6 +213,10 @@ def _missing_weights(rdf):
     rdf["weights"]["pytorch_state_dict"]["source"] = "absent.pt"
 
 
+def _remote_weights(rdf):
+    rdf["weights"]["pytorch_state_dict"]["source"] = "https://example.org/weights.pt"
+
+
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
@@ -222,6 +226,7 @@ def _missing_weights(rdf):
         (_not_a_model, "not a valid bioimage.io model package"),
         (_altered_weights, "do not match the SHA-256"),
         (_missing_weights, r"absent\.pt cannot be read"),
+        (_remote_weights, r"not in the package but at https://example\.org/weights\.pt"),
     ],
 )
 def test_a_package_this_plugin_cannot_run_is_refused_clearly(

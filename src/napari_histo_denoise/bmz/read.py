@@ -59,7 +59,8 @@ def read_package(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any
     if found != metadata["architecture"]:
         raise WeightsError(
             f"{path.name} declares the {metadata['architecture']} model, but its weights "
-            f"{source} are {f'the {found} model' if found else 'of neither model'}'s"
+            f"{source} "
+            + (f"are the {found} model's" if found else "fit neither the basic nor the deep model")
         )
     return state_dict, metadata
 
@@ -73,6 +74,12 @@ def _package_contents(path: Path) -> tuple[str, bytes, dict[str, Any]]:
     architecture = package_architecture(descr, path.name)
     metadata = dict((descr.config.model_extra or {}).get(METADATA_KEY) or {})
     metadata.update(architecture=architecture, bioimageio_name=descr.name)
+    if str(entry.source).startswith(("http://", "https://")):
+        raise WeightsError(
+            f"{path.name}: the weights are not in the package but at {entry.source}; nothing is "
+            "downloaded here: get the package as a .zip with its weights (bioimage.io's "
+            "download button gives one) and open that"
+        )
     try:
         data = entry.get_reader().read()  # the reader checks the SHA-256 the package states
     except ValueError as exc:
