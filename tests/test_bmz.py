@@ -169,6 +169,14 @@ def test_the_card_does_not_give_the_source_files_storage_as_the_packages():
     assert "- weights stored as" not in card
 
 
+def test_the_card_says_when_earlier_training_is_not_recorded():
+    run = {"steps": 10, "batch_size": 2, "elapsed_s": 36, "device": "cpu", "architecture": "basic"}
+    assert "own run only" not in model_card(run, 80)
+    card = model_card({**run, "init_sha256": "ab" * 32}, 80)
+    assert "- 10 optimiser steps in 1 run(s)" in card
+    assert "own run only: it went on from earlier weights (abababababababab...)" in card
+
+
 def test_a_cancelled_export_leaves_nothing(small_trained, tmp_path):
     target = tmp_path / "cancelled.zip"
     with pytest.raises(hd.Cancelled):

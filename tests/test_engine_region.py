@@ -148,3 +148,13 @@ def test_bad_regions_are_refused_clearly(ihc, kwargs, message):
     args = {"rows": slice(0, 50), "columns": slice(0, 50), **kwargs}
     with pytest.raises(ValueError, match=message):
         _run(ihc, model=Blur().eval(), **args)
+
+
+def test_a_region_may_be_given_as_start_stop_pairs(ihc):
+    model = Blur().eval()
+    pairs = _run(ihc, (37, 201), [150, 333], model)
+    np.testing.assert_array_equal(
+        pairs.data, _run(ihc, slice(37, 201), slice(150, 333), model).data
+    )
+    with pytest.raises(TypeError, match=r"rows must be a slice or \(start, stop\)"):
+        _run(ihc, "37:201", slice(0, 50), model)

@@ -168,6 +168,10 @@ def test_views_it_cannot_denoise_are_refused_clearly(viewer, weights):
     viewer.dims.ndisplay = 3
     with pytest.raises(ValueError, match="2D view"):
         hd.denoise_view(viewer, "slide", weights=weights)
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Histo Denoise")
+    widget.set_settings(weights=weights)
+    widget.view_button.click()  # refused: the widget's status line says why, as the notification
+    assert "works in the 2D view" in widget.progress_row.status.text()
     viewer.dims.ndisplay = 2
     viewer.add_image(np.zeros((3, 64, 64), np.uint8), name="stack", translate=(5, 0, 0))
     viewer.add_image(np.zeros((3, 8, 8), np.uint8), name="other")  # planes 0-2 in the world

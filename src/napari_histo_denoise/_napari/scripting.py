@@ -110,6 +110,7 @@ def denoise_view(
     Returns
     -------
     napari.layers.Image
+        napari's public proxy of the layer (compare layers by name, not identity).
 
     Raises
     ------
@@ -119,11 +120,14 @@ def denoise_view(
     RunFailed
         When the run fails or is cancelled (no layer is added or changed).
     """
+    from qtpy.QtWidgets import QApplication
+
     from ..settings import DenoiseSettings
     from .view import visible_region
 
     checked = DenoiseSettings(model=model, weights=weights, **settings)
     widget = histo_denoise_widget(viewer)
+    QApplication.processEvents()  # a widget docked just now resizes the canvas: measure after
     if layer is not None:
         widget.set_layer(layer)
     if widget.layer_combo.value is None:

@@ -180,6 +180,7 @@ class HistoDenoiseWidget(QWidget):
             napari_viewer.scene.camera.events.center,
             napari_viewer.scene.camera.events.zoom,
             napari_viewer.dims.events.point,  # another plane of a stack
+            napari_viewer.dims.events.ndisplay,  # back to 2D
         ):
             event.connect(self._camera_moved)
         self.progress_row.cancel_button.clicked.connect(self.cancel)
@@ -383,10 +384,9 @@ class HistoDenoiseWidget(QWidget):
     def _refuse(self, message: str, notify: bool) -> None:
         from napari.utils.notifications import show_error
 
+        self.progress_row.status.setText(message)
         if notify:
             show_error(message)
-        else:
-            self.progress_row.status.setText(message)
 
     def _start(self, source: Any, job: Any, on_result: Any, message: str) -> BackgroundRun:
         # The newest request: a camera stop before it needs no redo after it.
@@ -461,11 +461,16 @@ class HistoDenoiseWidget(QWidget):
             self.progress_row.reset(run.message)
         else:
             record = run.result.metadata[METADATA_KEY]
+            view = record.get("view")
+            speed = (
+                ""
+                if view and not view["tiles_computed"]
+                else f"{record['mpx_per_s'] or 0:.2f} Mpx/s on "
+            )
             done = (
-                f"Done in {record['seconds']:.1f} s ({record['mpx_per_s'] or 0:.2f} Mpx/s on "
+                f"Done in {record['seconds']:.1f} s ({speed}"
                 f"{record['device']}, {record['precision']}, {record['backend']})"
             )
-            view = record.get("view")
             if view is None:
                 done += f": added {run.result.name!r}."
             else:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
+from ..lineage import LINEAGE_KEY
 from ..settings import TILE_MULTIPLE
 from .contract import ENGINE_OVERLAP, HALO, MIN_TILE, TEST_SEED, TEST_SIGMA, default_name
 
@@ -24,7 +25,7 @@ def training_totals(meta: Mapping[str, Any]) -> dict[str, Any] | None:
     meta : mapping
         A weights file's metadata.
     """
-    from ..lineage import LINEAGE_KEY, chunk, totals
+    from ..lineage import chunk, totals
 
     recorded = meta.get(LINEAGE_KEY)
     if recorded:
@@ -112,6 +113,12 @@ def model_card(
             f"{total['patches']:,} patches, {total['hours']:g} hours on "
             f"{', '.join(total['devices'])}.",
         ]
+        earlier = meta.get("init_sha256") or meta.get("init_weights")
+        if earlier and not meta.get(LINEAGE_KEY):
+            lines.append(
+                f"- These are this file's own run only: it went on from earlier weights "
+                f"({str(earlier)[:16]}...) whose training this file does not record."
+            )
     else:
         lines += ["- No training record in the weights file."]
     for key, label in (

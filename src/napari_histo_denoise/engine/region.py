@@ -111,8 +111,8 @@ class RegionResult:
 
 def iter_denoise_region(
     image: Any,
-    rows: slice,
-    columns: slice,
+    rows: slice | tuple[int, int],
+    columns: slice | tuple[int, int],
     model: str | nn.Module = "basic",
     weights: Any = None,
     *,
@@ -128,7 +128,7 @@ def iter_denoise_region(
     image : numpy.ndarray, dask.array.Array or zarr.Array
         As for :func:`~napari_histo_denoise.engine.denoise`; only the pixels under the
         region's tiles are read.
-    rows, columns : slice
+    rows, columns : slice or (start, stop)
         The region, in pixels of the plane (clipped to it; steps are not allowed).
     model, weights
         As for :func:`~napari_histo_denoise.engine.denoise`.
@@ -240,11 +240,18 @@ def _check_plane(plane: tuple[int, ...], leading: tuple[int, ...]) -> tuple[int,
     if len(plane) != len(leading) or any(
         not 0 <= i < n for i, n in zip(plane, leading, strict=True)
     ):
-        raise ValueError(f"plane {plane} is not a plane of leading axes {leading}")
+        raise ValueError(
+            f"plane {plane} is not a plane of leading axes {leading}: pass "
+            f"plane=(one index per leading axis,)"
+        )
     return plane
 
 
-def _clip(region: slice, size: int, what: str) -> slice:
+def _clip(region: slice | tuple[int, int], size: int, what: str) -> slice:
+    if isinstance(region, (tuple, list)) and len(region) == 2:
+        region = slice(*region)
+    if not isinstance(region, slice):
+        raise TypeError(f"{what} must be a slice or (start, stop), got {region!r}")
     if region.step not in (None, 1):
         raise ValueError(f"{what} must be a contiguous slice, got step {region.step}")
     start, stop, _ = region.indices(size)
