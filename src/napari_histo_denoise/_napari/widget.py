@@ -36,6 +36,7 @@ from ..settings import BACKENDS, MODEL_NAMES, PRECISIONS, check_tiling
 from . import preferences
 from .choosers import WeightsChooser, layer_combo
 from .layers import METADATA_KEY, add_result_layer, is_lazy, source_data, weights_label
+from .noise_label import NoiseLabel
 from .progress_row import ProgressRow
 from .runs import FINISHED, BackgroundRun
 from .train_section import TrainSection
@@ -73,16 +74,7 @@ class HistoDenoiseWidget(QWidget):
         self._source: Any = None
 
         self.layer_combo = layer_combo(napari_viewer)
-        self.noise_label = QLabel()
-        self.noise_label.setWordWrap(True)
-        self.noise_label.setToolTip(
-            "The layer's noise (standard deviation on the 0-255 scale), estimated blind from "
-            "a few tissue tiles with scikit-image's estimate_sigma: hd.estimate_noise"
-        )
-        # Per layer: its NoiseEstimate, or the message of an estimate that failed.
-        self._noise: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
-        self._estimating: weakref.WeakSet[Any] = weakref.WeakSet()  # layers being measured
-        self._estimates_running = 0
+        self.noise_label = NoiseLabel()
         self.model_combo = QComboBox()
         self.model_combo.addItems(MODEL_NAMES)
         self.weights = WeightsChooser(self.model_combo.currentText())
@@ -195,8 +187,8 @@ class HistoDenoiseWidget(QWidget):
         for spin in (self.tile_spin, self.overlap_spin):
             spin.valueChanged.connect(self._check_tiling)  # at each keystroke
         napari_viewer.layers.events.removed.connect(self._on_layer_removed)
-        self.layer_combo.changed.connect(self._show_noise)
-        self._show_noise(self.layer_combo.value)
+        self.layer_combo.changed.connect(self.noise_label.show_for)
+        self.noise_label.show_for(self.layer_combo.value)
         self._restore()
         self.weights.combo.currentIndexChanged.connect(self._follow_package)
         for signal in (
@@ -287,9 +279,7 @@ class HistoDenoiseWidget(QWidget):
     @property
     def idle(self) -> bool:
         """Whether no background work (denoise, training, device listing) is in progress."""
-        busy = (
-            self.running or self.train.running or self._listing_devices or self._estimates_running
-        )
+        busy = self.running or self.train.running or self._listing_devices or self.noise_label.busy
         return not busy
 
     def run(self) -> BackgroundRun | None:
@@ -569,53 +559,6 @@ class HistoDenoiseWidget(QWidget):
         if self._check_tiling():
             values.update(tile_size=self.tile_spin.value(), overlap=self.overlap_spin.value())
         preferences.remember(**values)
-
-    def _show_noise(self, layer: Any) -> None:
-        """Show the layer's estimated noise, measured once per layer off the main thread."""
-        from napari.qt.threading import create_worker
-
-        from ..noise_level import estimate_noise
-
-        if layer is None or layer in self._noise:
-            self._set_noise_text(None if layer is None else self._noise[layer])
-            return
-        self._set_noise_text("estimating...")
-        if layer in self._estimating:
-            return
-        data = layer.data[0] if layer.multiscale else layer.data
-        worker = create_worker(estimate_noise, data, _start_thread=False, _ignore_errors=True)
-        # Bound methods: Qt drops their connections if this widget is closed meanwhile.
-        worker.returned.connect(functools.partial(self._noise_known, layer))
-        worker.errored.connect(functools.partial(self._noise_failed, layer))
-        worker.finished.connect(self._noise_done)
-        self._estimating.add(layer)
-        self._estimates_running += 1
-        worker.start()
-
-    def _noise_known(self, layer: Any, estimate: Any) -> None:
-        self._noise[layer] = estimate
-        if self.layer_combo.value is layer:
-            self._set_noise_text(estimate)
-
-    def _noise_failed(self, layer: Any, error: Exception) -> None:
-        self._noise[layer] = f"not estimated: {error}"
-        if self.layer_combo.value is layer:
-            self._set_noise_text(self._noise[layer])
-
-    def _noise_done(self) -> None:
-        self._estimates_running -= 1
-
-    def _set_noise_text(self, estimate: Any) -> None:
-        """Show an estimate, a message (str), or nothing (None)."""
-        self.noise_label.setStyleSheet("")
-        if estimate is None or isinstance(estimate, str):
-            self.noise_label.setText(estimate or "")
-            return
-        text = f"sigma {estimate.sigma:.1f} on the 0-255 scale"
-        if estimate.looks_clean:
-            text += ": the image looks clean, denoising may soften detail"
-        self.noise_label.setText(text)
-        self.noise_label.setStyleSheet("color: #e0a052;" if estimate.looks_clean else "")
 
     def _list_devices(self) -> None:
         """Fill the device list off the main thread (it imports torch and probes devices)."""
