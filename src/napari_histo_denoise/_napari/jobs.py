@@ -59,14 +59,8 @@ def denoise_job(
             destination,
             model=settings.model,
             weights=settings.weights,
-            tile_size=settings.tile_size,
-            overlap=settings.overlap,
-            batch_size=settings.batch_size,
-            device=ran["device"],
-            precision=settings.precision,
-            backend=settings.backend,
-            cancel=cancel.is_set,
             resume=False,
+            **_engine_options(settings, ran, cancel),
         )
         if stream:
             result = _read_back(result)
@@ -100,13 +94,7 @@ def view_job(
         plane=view.plane,
         cache=cache,
         source=source,
-        tile_size=settings.tile_size,
-        overlap=settings.overlap,
-        batch_size=settings.batch_size,
-        device=ran["device"],
-        precision=settings.precision,
-        backend=settings.backend,
-        cancel=cancel.is_set,
+        **_engine_options(settings, ran, cancel),
     )
     seconds = time.perf_counter() - start
     record = _record(settings, ran, seconds, view.pixels / 1e6)
@@ -119,6 +107,19 @@ def view_job(
         "tiles_reused": result.reused,
     }
     return DenoiseOutcome(result.data, record)
+
+
+def _engine_options(settings: Any, ran: dict[str, str], cancel: threading.Event) -> dict:
+    """The engine's keyword arguments for ``settings`` on the resolved device, with cancel."""
+    return {
+        "tile_size": settings.tile_size,
+        "overlap": settings.overlap,
+        "batch_size": settings.batch_size,
+        "device": ran["device"],
+        "precision": settings.precision,
+        "backend": settings.backend,
+        "cancel": cancel.is_set,
+    }
 
 
 def _resolved(settings: Any) -> dict[str, str]:

@@ -49,9 +49,14 @@ def find_image_layer(viewer: napari.Viewer, layer_or_name: Any) -> napari.layers
     return viewer.layers[layer_or_name]
 
 
+def level_data(layer: napari.layers.Image, level: int) -> Any:
+    """The array of one level of a layer (the data itself when not multiscale), never copied."""
+    return layer.data[level] if layer.multiscale else layer.data
+
+
 def source_data(layer: napari.layers.Image) -> Any:
     """Return the full-resolution data of a layer (level 0 when multiscale), never copied."""
-    return layer.data[0] if layer.multiscale else layer.data
+    return level_data(layer, 0)
 
 
 def is_lazy(layer: napari.layers.Image, max_in_memory_bytes: int = 512 * 2**20) -> bool:

@@ -39,6 +39,7 @@ class NoiseLabel(QLabel):
         from napari.qt.threading import create_worker
 
         from ..noise_level import estimate_noise
+        from .layers import source_data
 
         self._shown = None if layer is None else weakref.ref(layer)
         if layer is None or layer in self._known:
@@ -47,8 +48,9 @@ class NoiseLabel(QLabel):
         self._set_text("estimating...")
         if layer in self._measuring:
             return
-        data = layer.data[0] if layer.multiscale else layer.data
-        worker = create_worker(estimate_noise, data, _start_thread=False, _ignore_errors=True)
+        worker = create_worker(
+            estimate_noise, source_data(layer), _start_thread=False, _ignore_errors=True
+        )
         # Bound methods: Qt drops their connections if this label is deleted meanwhile.
         worker.returned.connect(functools.partial(self._known_now, layer))
         worker.errored.connect(functools.partial(self._failed, layer))

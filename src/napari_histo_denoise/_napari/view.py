@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .layers import METADATA_KEY, result_layer_kwargs, result_name
+from .layers import METADATA_KEY, level_data, result_layer_kwargs, result_name
 
 if TYPE_CHECKING:
     import napari
@@ -45,11 +45,6 @@ class View:
             f"rows {self.rows.start}-{self.rows.stop - 1}, columns {self.columns.start}-"
             f"{self.columns.stop - 1} of level {self.level}"
         )
-
-
-def level_data(layer: napari.layers.Image, level: int) -> Any:
-    """The array of one level of a layer (the data itself when not multiscale)."""
-    return layer.data[level] if layer.multiscale else layer.data
 
 
 def _factors(layer: napari.layers.Image, level: int) -> np.ndarray:

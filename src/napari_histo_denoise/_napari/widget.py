@@ -35,7 +35,14 @@ from superqt import QCollapsible
 from ..settings import BACKENDS, MODEL_NAMES, PRECISIONS, check_tiling
 from . import preferences
 from .choosers import WeightsChooser, layer_combo
-from .layers import METADATA_KEY, add_result_layer, is_lazy, source_data, weights_label
+from .layers import (
+    METADATA_KEY,
+    add_result_layer,
+    is_lazy,
+    level_data,
+    source_data,
+    weights_label,
+)
 from .noise_label import NoiseLabel
 from .progress_row import ProgressRow
 from .runs import FINISHED, BackgroundRun
@@ -313,7 +320,7 @@ class HistoDenoiseWidget(QWidget):
         an error notification, or only in the status line with ``notify=False``).
         """
         from .jobs import view_job
-        from .view import level_data, visible_region
+        from .view import visible_region
 
         checked = self._checked("denoise the view", notify)
         if checked is None:
